@@ -1,0 +1,44 @@
+"""Typed dataset records: one ``EditRecord`` per CounterFact / ZsRE case, whatever the file schema."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from editors.core.requests import EditRequest
+
+
+@dataclass(frozen=True)
+class EditRecord:
+    """One evaluation case.
+
+    Attributes:
+        case_id: the dataset's case id (CounterFact ``case_id``; ZsRE: row index).
+        kind: "counterfact" or "zsre"; decides which metrics apply.
+        prompt: template with one ``{}`` for the subject.
+        subject: the subject.
+        target_new: the new object the edit writes.
+        target_true: the original object (CounterFact); ``None`` where the dataset has none (ZsRE).
+        paraphrase_prompts: full prompts (subject filled in) that should also yield ``target_new``.
+        neighborhood_prompts: full prompts about other subjects, whose answers must not change.
+        neighborhood_targets: the expected answer for each neighborhood prompt (CounterFact: the
+            record's ``target_true``; ZsRE: the NQ answer ``loc_ans``).
+        relation_id: CounterFact relation (e.g. "P103") if known.
+        generation_prompts: prompts for fluency/consistency generation tests, if the schema has them.
+    """
+
+    case_id: int
+    kind: str
+    prompt: str
+    subject: str
+    target_new: str
+    target_true: str | None
+    paraphrase_prompts: tuple[str, ...] = ()
+    neighborhood_prompts: tuple[str, ...] = ()
+    neighborhood_targets: tuple[str, ...] = ()
+    relation_id: str | None = None
+    generation_prompts: tuple[str, ...] = field(default=())
+
+    @property
+    def request(self) -> EditRequest:
+        """The edit this record asks for, as editors take it."""
+        return EditRequest(self.case_id, self.prompt, self.subject, self.target_new, self.target_true)
