@@ -42,7 +42,9 @@ class EditRequest:
         if not self.subject.strip():
             raise MalformedRequestError(f"{where}: empty subject; drop the record or fill in its subject")
         if not self.target_new.strip():
-            raise MalformedRequestError(f"{where}: empty target_new; drop the record or fill in its new target")
+            raise MalformedRequestError(
+                f"{where}: empty target_new; drop the record or fill in its new target"
+            )
 
     @property
     def text(self) -> str:

@@ -1,0 +1,82 @@
+"""Dataset loading: one entry point, ``load_records``, from a bundled sample, a downloaded file or a path.
+
+Bundled samples (``data/*_sample.json.gz``) let tests and CPU smoke runs work offline; the full
+canonical files land in ``data/full/`` via ``python scripts/download_data.py <name>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from sphere.data._io import MalformedRecordError
+from sphere.data.counterfact import read_counterfact
+from sphere.data.download import DEFAULT_DEST, FILES
+from sphere.data.records import EditRecord
+from sphere.data.zsre import read_zsre
+
+__all__ = [
+    "DATA_DIR",
+    "FULL_FILES",
+    "SAMPLES",
+    "EditRecord",
+    "MalformedRecordError",
+    "load_records",
+    "read_counterfact",
+    "read_zsre",
+    "resolve_data_path",
+]
+
+DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+
+# Files committed with the repo (written by scripts/make_samples.py; provenance in data/SAMPLES.md).
+SAMPLES: dict[str, Path] = {
+    "counterfact-sample": DATA_DIR / "counterfact_sample.json.gz",
+    "zsre-sample": DATA_DIR / "zsre_sample.json.gz",
+    "wiki-sample": DATA_DIR / "corpus" / "wiki_sample.jsonl.gz",
+}
+
+# Canonical full files, present only after scripts/download_data.py.
+FULL_FILES: dict[str, Path] = {name: DEFAULT_DEST / filename for name, filename in FILES.items()}
+
+_READERS: dict[str, Callable[..., list[EditRecord]]] = {
+    "counterfact": read_counterfact,
+    "zsre": read_zsre,
+}
+
+
+def resolve_data_path(name_or_path: str | Path) -> Path:
+    """Map a known dataset name (``SAMPLES`` or ``FULL_FILES`` key) to its file; anything else is a path."""
+    if isinstance(name_or_path, str):
+        if name_or_path in SAMPLES:
+            return SAMPLES[name_or_path]
+        if name_or_path in FULL_FILES:
+            return FULL_FILES[name_or_path]
+    return Path(name_or_path).expanduser()
+
+
+def _missing_hint(name_or_path: str | Path, path: Path) -> str:
+    """What to do about a missing file: the download command for canonical files, else the options."""
+    for name, full in FULL_FILES.items():
+        if name_or_path == name or path.resolve() == full.resolve():
+            return f"run `python scripts/download_data.py {name}` to fetch it"
+    return (
+        f"pass an existing file, a bundled sample ({', '.join(sorted(SAMPLES)[:2])}), or fetch the full "
+        f"files with `python scripts/download_data.py {' '.join(FILES)}`"
+    )
+
+
+def load_records(
+    kind: str, path: str | Path, limit: int | None = None, skip_malformed: bool = False
+) -> list[EditRecord]:
+    """Records of a CounterFact/MultiCounterFact (``kind="counterfact"``) or ZsRE (``kind="zsre"``) file.
+
+    ``path`` may be a dataset name understood by ``resolve_data_path``. ``limit`` keeps the first N
+    valid records; ``skip_malformed`` logs and skips bad records instead of raising.
+    """
+    if kind not in _READERS:
+        raise ValueError(f"unknown dataset kind {kind!r}; known kinds: {', '.join(sorted(_READERS))}")
+    resolved = resolve_data_path(path)
+    if not resolved.is_file():
+        raise FileNotFoundError(f"dataset file {resolved} not found; {_missing_hint(path, resolved)}")
+    return _READERS[kind](resolved, limit=limit, skip_malformed=skip_malformed)

@@ -1,0 +1,97 @@
+"""Editing-quality evaluation: per-record metrics (CounterFact, ZsRE) and their run-level aggregation."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from sphere.data.records import EditRecord
+from sphere.evaluation.counterfact import evaluate_counterfact
+from sphere.evaluation.scoring import ContinuationScore, score_continuations
+from sphere.evaluation.zsre import evaluate_zsre
+
+__all__ = [
+    "ContinuationScore",
+    "aggregate",
+    "evaluate_counterfact",
+    "evaluate_records",
+    "evaluate_zsre",
+    "score_continuations",
+]
+
+# paper column -> per-record group name (rewrite/paraphrase/neighborhood)
+_COLUMNS = (("efficacy", "rewrite"), ("generalization", "paraphrase"), ("specificity", "neighborhood"))
+
+
+def evaluate_records(model, tok, records: Sequence[EditRecord], batch_size: int = 32) -> list[dict]:
+    """Per-record metrics for a batch of records of one kind ("counterfact" or "zsre").
+
+    Mixed kinds are refused rather than split, because their rows have different keys and
+    :func:`aggregate` could not summarise them into one set of paper columns.
+    """
+    if not records:
+        return []
+    kinds = {r.kind for r in records}
+    if len(kinds) > 1:
+        raise ValueError(f"records mix kinds {sorted(kinds)}; evaluate each kind separately")
+    kind = kinds.pop()
+    if kind == "counterfact":
+        return evaluate_counterfact(model, tok, records, batch_size=batch_size)
+    if kind == "zsre":
+        return evaluate_zsre(model, tok, records, batch_size=batch_size)
+    raise ValueError(f"unknown record kind {kind!r}; expected 'counterfact' or 'zsre'")
+
+
+def _mean_pct(rows: list[dict], key: str) -> float:
+    """Mean ×100 of ``key`` over the rows where it is finite (NaN marks a record with no prompts of a group)."""
+    vals = [float(r[key]) for r in rows if not math.isnan(float(r[key]))]
+    return 100.0 * sum(vals) / len(vals) if vals else math.nan
+
+
+def _harmonic(values: Sequence[float]) -> float:
+    """Harmonic mean (scipy ``hmean`` semantics): 0 if any value is 0, NaN if any is undefined."""
+    if any(math.isnan(v) for v in values):
+        return math.nan
+    if any(v <= 0 for v in values):
+        return 0.0
+    return len(values) / sum(1.0 / v for v in values)
+
+
+def aggregate(rows: Sequence[dict]) -> dict[str, float]:
+    """Run-level metrics in percent (×100, arithmetic means across records), keyed by paper column.
+
+    CounterFact rows give ``efficacy``/``generalization``/``specificity`` from the NLL comparison
+    (``*_success``), ``*_top1`` from all-tokens-argmax (the reference's ``*_correct``), ``*_magnitude``
+    (probability margin, positive = good) and ``*_token_acc`` (per-token argmax accuracy).
+
+    ZsRE has only the token-accuracy convention (the reference reports ``*_acc``), so ``efficacy`` etc. are
+    the token accuracies and ``*_top1``/``*_token_acc`` repeat them — they are present only so that tables
+    can use the same keys for both datasets; they are not an all-tokens-correct metric for ZsRE.
+
+    Both give ``score`` = harmonic mean of efficacy, generalization and specificity ([M]/[A] summarize;
+    0 if any is 0 — not the arithmetic mean [S] mislabels "harmonic"), and ``n_records``. Empty → ``{}``.
+    """
+    rows = list(rows)
+    if not rows:
+        return {}
+    is_cf = ["rewrite_success" in r for r in rows]
+    is_zsre = ["rewrite_acc" in r for r in rows]
+    out: dict[str, float] = {}
+    if all(is_cf):
+        for column, group in _COLUMNS:
+            out[column] = _mean_pct(rows, f"{group}_success")
+            out[f"{column}_top1"] = _mean_pct(rows, f"{group}_top1")
+            out[f"{column}_magnitude"] = _mean_pct(rows, f"{group}_magnitude")
+            out[f"{column}_token_acc"] = _mean_pct(rows, f"{group}_token_acc")
+    elif all(is_zsre):
+        for column, group in _COLUMNS:
+            out[column] = _mean_pct(rows, f"{group}_acc")
+            out[f"{column}_top1"] = out[column]
+            out[f"{column}_token_acc"] = out[column]
+    else:
+        raise ValueError(
+            "rows mix CounterFact and ZsRE metrics (or are neither); aggregate each kind separately"
+        )
+    out["score"] = _harmonic([out[c] for c, _ in _COLUMNS])
+    out["n_records"] = len(rows)
+    return out

@@ -1,0 +1,117 @@
+"""Where things live inside each supported architecture.
+
+Editors address modules through a ``ModelSpec`` instead of hard-coding names, so one editor runs
+on LLaMA, Qwen2, Gemma3 and GPT-2 alike. Detection uses ``config.model_type``, never model-name
+substrings (the reference keys LLaMA handling on ``"llama" in _name_or_path``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+class UnsupportedModelError(ValueError):
+    """The model's architecture has no ModelSpec."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Module templates of one architecture (``{}`` = layer index).
+
+    Attributes:
+        arch: family name ("llama", "qwen2", "gemma3", "gpt2").
+        body: the decoder stack without the LM head ("model" / "transformer").
+        block: one decoder block; its output is the residual stream z is defined on.
+        mlp: the whole MLP (ROME adds its δ to this module's output).
+        mlp_out: the edited matrix, the MLP output projection (keys are its input).
+        final_norm: norm before the LM head.
+        lm_head: the unembedding.
+        conv1d: True when the edited weight is stored (in × out) (GPT-2 ``Conv1D``); all edit math
+            uses the nn.Linear (out × in) layout and converts at read/write time.
+    """
+
+    arch: str
+    body: str
+    block: str
+    mlp: str
+    mlp_out: str
+    final_norm: str
+    lm_head: str
+    conv1d: bool = False
+
+    def block_name(self, layer: int) -> str:
+        return self.block.format(layer)
+
+    def mlp_name(self, layer: int) -> str:
+        return self.mlp.format(layer)
+
+    def weight_module_name(self, layer: int) -> str:
+        return self.mlp_out.format(layer)
+
+    def weight_name(self, layer: int) -> str:
+        """The parameter name of the edited matrix at ``layer`` (as in ``model.named_parameters``)."""
+        return self.mlp_out.format(layer) + ".weight"
+
+
+_DECODER = dict(
+    body="model",
+    block="model.layers.{}",
+    mlp="model.layers.{}.mlp",
+    mlp_out="model.layers.{}.mlp.down_proj",
+    final_norm="model.norm",
+    lm_head="lm_head",
+)
+SPECS: dict[str, ModelSpec] = {
+    "llama": ModelSpec(arch="llama", **_DECODER),
+    "mistral": ModelSpec(arch="mistral", **_DECODER),
+    "qwen2": ModelSpec(arch="qwen2", **_DECODER),
+    "qwen3": ModelSpec(arch="qwen3", **_DECODER),
+    "gemma3_text": ModelSpec(arch="gemma3", **_DECODER),
+    "gemma2": ModelSpec(arch="gemma2", **_DECODER),
+    "gpt2": ModelSpec(
+        arch="gpt2",
+        body="transformer",
+        block="transformer.h.{}",
+        mlp="transformer.h.{}.mlp",
+        mlp_out="transformer.h.{}.mlp.c_proj",
+        final_norm="transformer.ln_f",
+        lm_head="lm_head",
+        conv1d=True,
+    ),
+}
+
+
+def spec_for(model: nn.Module) -> ModelSpec:
+    """The ModelSpec of a Hugging Face causal LM, from ``config.model_type``."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type not in SPECS:
+        raise UnsupportedModelError(
+            f"no ModelSpec for model_type={model_type!r}; supported: {', '.join(sorted(SPECS))} "
+            "(add one to editors/core/model_spec.py::SPECS)"
+        )
+    return SPECS[model_type]
+
+
+def get_module(model: nn.Module, name: str) -> nn.Module:
+    """``model.get_submodule`` with an error that names the template to fix."""
+    try:
+        return model.get_submodule(name)
+    except AttributeError as e:
+        raise UnsupportedModelError(f"module {name!r} not found in {type(model).__name__}: {e}") from None
+
+
+def num_layers(model: nn.Module) -> int:
+    cfg = model.config
+    return int(getattr(cfg, "num_hidden_layers", None) or cfg.n_layer)
+
+
+def hidden_size(model: nn.Module) -> int:
+    cfg = model.config
+    return int(getattr(cfg, "hidden_size", None) or cfg.n_embd)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device

@@ -1,0 +1,62 @@
+"""Closed-form solves of the locate-then-edit family, in the (d_model × d_ff) layout.
+
+K holds keys as rows (n × d_ff), R residuals as rows (n × d_model), C = E[k kᵀ] (d_ff × d_ff).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+
+
+@contextmanager
+def exact_matmul():
+    """Disable TF32 for edit math (solves and eigendecompositions need full fp32 mantissas)."""
+    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+def memit_delta(
+    K: torch.Tensor, R: torch.Tensor, C: torch.Tensor, lam: float, dtype=torch.float64
+) -> torch.Tensor:
+    """ΔW = Rᵀ K (λC + KᵀK)⁻¹: the minimiser of ‖ΔW Kᵀ − Rᵀ‖² + λ tr(ΔW C ΔWᵀ) (MEMIT, spec §2.2)."""
+    with exact_matmul():
+        k, r, c = K.to(dtype), R.to(dtype), C.to(device=K.device, dtype=dtype)
+        a = lam * c + k.T @ k
+        x = torch.linalg.solve(a, k.T)  # (d_ff × n) = A⁻¹Kᵀ
+        return (r.T @ x.T).float()
+
+
+def nullspace_projector(C: torch.Tensor, threshold: float) -> torch.Tensor:
+    """P = Û Ûᵀ over the eigenvectors of C with eigenvalue < threshold (AlphaEdit, spec §2.5).
+
+    C is symmetric PSD, so its singular values are its eigenvalues and a symmetric ``eigh`` (on the
+    GPU if C is there) replaces the reference's CPU SVD.
+    """
+    with exact_matmul():
+        evals, evecs = torch.linalg.eigh(C.float())
+        u = evecs[:, evals.abs() < threshold]
+        return u @ u.T
+
+
+def alphaedit_delta(
+    K: torch.Tensor, R: torch.Tensor, P: torch.Tensor, K_past: torch.Tensor, l2: float
+) -> torch.Tensor:
+    """ΔW = Xᵀ with (P(KᵀK + C_past) + L2·I) X = P Kᵀ R (AlphaEdit, spec §2.5), in float32.
+
+    X = P(KᵀR − (KᵀK + C_past)X)/L2 lies in range(P), so ΔW k₀ ≈ 0 for preserved keys k₀.
+    ``K_past`` is the accumulated Σ k kᵀ of earlier edits (d_ff × d_ff).
+    """
+    with exact_matmul():
+        k, r = K.float(), R.float()
+        p = P.to(device=k.device, dtype=torch.float32)
+        m = p @ (k.T @ k + K_past.to(device=k.device, dtype=torch.float32))
+        m.diagonal().add_(l2)
+        x = torch.linalg.solve(m, p @ (k.T @ r))
+        return x.T

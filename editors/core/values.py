@@ -1,0 +1,197 @@
+"""Target values z: the hidden state that makes the model say the new target (reference §1.6).
+
+For each request a free vector δ is added to a module's output at the subject's last token of
+every rewriting prompt; δ is optimised with Adam to maximise p(target_new) under a KL penalty on
+"{subject} is a" and a norm penalty, and clamped to a ball around the original state h₀.
+z = h₀ + δ.
+
+All requests of a batch are optimised together (one δ per request, one Adam over the stacked δs):
+transformer rows never interact and Adam is element-wise, so this is the per-request loop's math,
+done in one forward/backward per step. A request that meets the early-stopping rule leaves the
+batch and its δ is frozen, exactly as if its own loop had stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from editors.core.keys import fill
+from editors.core.model_spec import ModelSpec, get_module, hidden_size, model_device
+from editors.core.nethook import capture, edit_output
+from editors.core.requests import EditRequest
+from editors.core.tokens import encode, lookup_index, target_ids
+
+log = logging.getLogger(__name__)
+KL_PROMPT = "{} is a"
+EARLY_STOP_LOSS = 5e-2
+
+
+@dataclass(frozen=True)
+class ValueOptions:
+    """Knobs of the z optimisation (names as in the reference hparams)."""
+
+    v_num_grad_steps: int
+    v_lr: float
+    v_weight_decay: float
+    clamp_norm_factor: float
+    kl_factor: float
+    fact_token: str = "subject_last"
+
+
+@dataclass
+class _Rows:
+    """The encoded prompts of all requests: ``per`` rows per request, the last one the KL prompt.
+
+    Target-token slots are flattened once: slot s reads row ``slot_row[s]`` at ``slot_pos[s]`` and
+    scores token ``slot_tok[s]`` with weight 1/(T·#templates), so the NLL of every request is one
+    gather, one LM-head matmul and one index_add.
+    """
+
+    batch: dict[str, torch.Tensor]
+    lookup: torch.Tensor  # (rows,) fact-token position
+    request: torch.Tensor  # (rows,) request index
+    per: int
+    slot_row: torch.Tensor
+    slot_pos: torch.Tensor
+    slot_tok: torch.Tensor
+    slot_weight: torch.Tensor
+
+
+def _build_rows(tok, requests, templates, targets, fact_token, device) -> _Rows:
+    texts, lookup, owner = [], [], []
+    for i, (r, tgt) in enumerate(zip(requests, targets)):
+        prefix = tok.decode(tgt[:-1])
+        for t in [*(fill(t, r.prompt) + prefix for t in templates), KL_PROMPT]:
+            texts.append(fill(t, r.subject))
+            lookup.append(lookup_index(tok, t, r.subject, fact_token))
+            owner.append(i)
+    batch = encode(tok, texts, device)
+    lengths = batch["attention_mask"].sum(1).tolist()
+    per = len(templates) + 1
+    slot_row, slot_pos, slot_tok, slot_w = [], [], [], []
+    for row, (i, e) in enumerate(zip(owner, lengths)):
+        if row % per == per - 1:
+            continue  # the KL prompt has no target
+        tgt = targets[i]
+        # Labels sit at the predicting positions: the input holds the prompt and all but the last
+        # target token, so position e − T + t predicts target token t.
+        for t, token in enumerate(tgt):
+            slot_row.append(row)
+            slot_pos.append(e - len(tgt) + t)
+            slot_tok.append(token)
+            slot_w.append(1.0 / (len(tgt) * (per - 1)))
+    as_t = lambda x, **kw: torch.tensor(x, device=device, **kw)  # noqa: E731
+    return _Rows(
+        batch=batch,
+        lookup=as_t(lookup),
+        request=as_t(owner),
+        per=per,
+        slot_row=as_t(slot_row),
+        slot_pos=as_t(slot_pos),
+        slot_tok=as_t(slot_tok),
+        slot_weight=as_t(slot_w, dtype=torch.float32),
+    )
+
+
+def _logits(model: nn.Module, spec: ModelSpec, hidden: torch.Tensor) -> torch.Tensor:
+    """LM-head logits (float32) for selected final hidden states only (saves the vocab matmul)."""
+    logits = get_module(model, spec.lm_head)(hidden).float()
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    return torch.tanh(logits / cap) * cap if cap else logits
+
+
+def compute_target_values(
+    model: nn.Module,
+    tok,
+    spec: ModelSpec,
+    requests: Sequence[EditRequest],
+    module: str,
+    templates: Sequence[str],
+    opts: ValueOptions,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Optimise z for every request. Returns (z, h₀), each (n × d_model) float32.
+
+    ``module``: where δ is added (MEMIT family: the block at the last edited layer; ROME: the MLP).
+    ``templates``: flat list of context templates, each with one ``{}`` for the prompt.
+    """
+    device = model_device(model)
+    n, d = len(requests), hidden_size(model)
+    targets = [target_ids(tok, r.target) for r in requests]
+    rows = _build_rows(tok, requests, templates, targets, opts.fact_token, device)
+    body = get_module(model, spec.body)
+
+    delta = torch.zeros(n, d, device=device, requires_grad=True)
+    active = torch.ones(n, dtype=torch.bool, device=device)
+
+    def add_delta(sel_rows: torch.Tensor):
+        def fn(h: torch.Tensor) -> torch.Tensor:
+            h = h.clone()
+            r = torch.arange(len(sel_rows), device=device)
+            pos = rows.lookup[sel_rows]
+            h[r, pos] = (h[r, pos].float() + delta[rows.request[sel_rows]]).to(h.dtype)
+            return h
+
+        return fn
+
+    def forward(sel_rows: torch.Tensor):
+        """Final hidden states of the selected rows, trimmed to their longest sequence."""
+        mask = rows.batch["attention_mask"][sel_rows]
+        width = int(mask.sum(1).max())
+        ids = rows.batch["input_ids"][sel_rows, :width]
+        with edit_output(model, module, add_delta(sel_rows)):
+            return body(input_ids=ids, attention_mask=mask[:, :width]).last_hidden_state, mask[:, :width]
+
+    def losses(sel_rows: torch.Tensor):
+        """Per-request NLL (n,), and the KL-prompt log-probs of the selected requests."""
+        hidden, _ = forward(sel_rows)
+        local = torch.full((len(rows.request),), -1, device=device)
+        local[sel_rows] = torch.arange(len(sel_rows), device=device)
+        keep = local[rows.slot_row] >= 0
+        h = hidden[local[rows.slot_row[keep]], rows.slot_pos[keep]]
+        logp = torch.log_softmax(_logits(model, spec, h), -1)
+        tok_logp = logp.gather(1, rows.slot_tok[keep, None]).squeeze(1)
+        slot_req = rows.request[rows.slot_row[keep]]
+        nll = torch.zeros(n, device=device).index_add(0, slot_req, -tok_logp * rows.slot_weight[keep])
+        is_kl = (sel_rows % rows.per) == rows.per - 1
+        kl_local = torch.nonzero(is_kl).flatten()
+        kl_h = hidden[kl_local, rows.lookup[sel_rows[kl_local]]]
+        return nll, torch.log_softmax(_logits(model, spec, kl_h), -1), rows.request[sel_rows[kl_local]]
+
+    # First pass with δ = 0: h₀ (target_init, at prompt 0 of each request) and the initial KL distribution.
+    all_rows = torch.arange(len(rows.request), device=device)
+    with torch.no_grad(), capture(model, [module]) as store:
+        _, kl_init_all, _ = losses(all_rows)
+    first = all_rows[all_rows % rows.per == 0]
+    h0 = store[module][first, rows.lookup[first]].float()
+    h0_norm = h0.norm(dim=1)
+
+    opt = torch.optim.Adam([delta], lr=opts.v_lr)
+    for it in range(opts.v_num_grad_steps):
+        sel = all_rows[active[rows.request]]
+        nll, kl_logp, kl_req = losses(sel)
+        kl_each = F.kl_div(kl_init_all[kl_req], kl_logp, log_target=True, reduction="none").sum(-1)
+        kl = torch.zeros(n, device=device).index_add(0, kl_req, opts.kl_factor * kl_each)
+        wd = opts.v_weight_decay * delta.norm(dim=1) / h0_norm**2
+        loss = nll + kl + wd
+        # Early stop per request (before stepping), as the reference's per-request loop does.
+        log.debug("z step %d: nll %s kl %s wd %s", it, nll.tolist(), kl.tolist(), wd.tolist())
+        active = active & ~(loss.detach() < EARLY_STOP_LOSS)
+        if it == opts.v_num_grad_steps - 1 or not bool(active.any()):
+            break
+        frozen = delta.detach()[~active].clone()
+        opt.zero_grad()
+        loss[active].sum().backward()
+        opt.step()
+        with torch.no_grad():
+            delta[~active] = frozen
+            max_norm = opts.clamp_norm_factor * h0_norm
+            norms = delta.norm(dim=1)
+            scale = torch.where(norms > max_norm, max_norm / norms.clamp_min(1e-12), torch.ones_like(norms))
+            delta.mul_(torch.where(active, scale, torch.ones_like(scale))[:, None])
+    return (h0 + delta.detach()), h0

@@ -1,0 +1,93 @@
+"""Reading and writing the edited matrices in one layout, and the ``UpdateTransform`` protocol.
+
+All edit math uses the nn.Linear layout W: key (d_ff) → value (d_model), shape (d_model × d_ff),
+rows = neurons. GPT-2's ``Conv1D`` stores Wᵀ; the conversion happens only here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import torch
+from torch import nn
+
+from editors.core.model_spec import ModelSpec, get_module
+
+TransformPoint = Literal["layer", "step", "readout"]
+
+
+class NonFiniteUpdateError(FloatingPointError):
+    """An editor produced NaN/Inf; nothing was written to the model."""
+
+
+class UpdateTransform(Protocol):
+    """A post-processing of a weight update ΔW, e.g. SPHERE's projection or RECT's mask.
+
+    ``point`` says where the editor calls it: ``layer`` inside the multi-layer solve (later layers see
+    the transformed update: AlphaEdit), ``step`` once per batch after the editor returns (ROME, MEMIT,
+    RECT), ``readout`` on the accumulated W − W₀ of the weights that are evaluated, never fed back
+    (PRUNE as in the reference).
+    """
+
+    point: TransformPoint
+
+    def __call__(
+        self, name: str, layer: int, reference: torch.Tensor, delta: torch.Tensor
+    ) -> torch.Tensor: ...
+
+
+@dataclass
+class LayerUpdate:
+    """One matrix update of one batch: ``delta`` (d_model × d_ff, float32) to add at ``layer``."""
+
+    layer: int
+    name: str
+    delta: torch.Tensor
+
+
+def read_weight(model: nn.Module, spec: ModelSpec, layer: int) -> torch.Tensor:
+    """A float32 copy of the edited matrix of ``layer`` in (d_model × d_ff) layout."""
+    w = get_module(model, spec.weight_module_name(layer)).weight.detach()
+    return (w.T if spec.conv1d else w).float().clone()
+
+
+def add_to_weight(model: nn.Module, spec: ModelSpec, layer: int, delta: torch.Tensor) -> None:
+    """W += ΔW in place (cast to the model's dtype), after checking ΔW is finite."""
+    check_finite(delta, spec.weight_name(layer))
+    param = get_module(model, spec.weight_module_name(layer)).weight
+    with torch.no_grad():
+        d = (delta.T if spec.conv1d else delta).to(device=param.device, dtype=param.dtype)
+        param.add_(d)
+
+
+def write_weight(model: nn.Module, spec: ModelSpec, layer: int, value: torch.Tensor) -> None:
+    """W = value in place (value in d_model × d_ff layout)."""
+    check_finite(value, spec.weight_name(layer))
+    param = get_module(model, spec.weight_module_name(layer)).weight
+    with torch.no_grad():
+        param.copy_((value.T if spec.conv1d else value).to(device=param.device, dtype=param.dtype))
+
+
+def check_finite(t: torch.Tensor, name: str) -> None:
+    if not torch.isfinite(t).all():
+        raise NonFiniteUpdateError(
+            f"non-finite values in the update of {name}; nothing was written. Lower editor.v_lr or "
+            "raise editor.mom2_update_weight / editor.L2, or run the edit math in float64"
+        )
+
+
+def apply_transforms(
+    transforms: Sequence[UpdateTransform],
+    point: TransformPoint,
+    name: str,
+    layer: int,
+    reference: torch.Tensor,
+    delta: torch.Tensor,
+) -> torch.Tensor:
+    """Apply, in order, the transforms registered for ``point``."""
+    for t in transforms:
+        if t.point == point:
+            delta = t(name, layer, reference, delta)
+    return delta

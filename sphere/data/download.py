@@ -1,0 +1,144 @@
+"""Fetch the canonical benchmark files (CounterFact, MultiCounterFact, ZsRE) with sha256 verification.
+
+Standard library only (plus tqdm) so it works before anything heavy is installed. Downloads stream into
+a temp file in the destination directory and are renamed into place only once the hash matches, so an
+interrupted or corrupted download never leaves a file that the readers would trust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+from tqdm import tqdm
+
+log = logging.getLogger("sphere.data.download")
+
+DEFAULT_BASE_URL = "https://memit.baulab.info/data/dsets"
+DEFAULT_DEST = Path(__file__).resolve().parents[2] / "data" / "full"
+
+# name -> file name under DEFAULT_BASE_URL
+FILES: dict[str, str] = {
+    "counterfact": "counterfact.json",
+    "multi_counterfact": "multi_counterfact.json",
+    "zsre": "zsre_mend_eval.json",
+}
+
+# name -> sha256 of the file; None where no trustworthy reference value is known (shared/data/README.md).
+EXPECTED_SHA256: dict[str, str | None] = {
+    "counterfact": "d017056125178a13728594e66a801357a8db9ed7973a7425554bb4271de9fc6f",
+    "multi_counterfact": None,
+    "zsre": "8a371d512f8a6ab175db4ef672181d5c0e52da23298cb51e5a2eeea2f89aa9cd",
+}
+
+_CHUNK = 1 << 20
+
+
+class DownloadError(RuntimeError):
+    """A download that failed or did not verify; the message is one line, fit for a CLI."""
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks (the CounterFact file is 45 MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fetch(url: str, tmp: Path, timeout: float, progress: bool, label: str) -> str:
+    """Stream ``url`` into ``tmp``; returns the sha256 of what was received."""
+    digest = hashlib.sha256()
+    request = urllib.request.Request(url, headers={"User-Agent": "sphere-edit-download/0.1"})
+    with urllib.request.urlopen(request, timeout=timeout) as response, open(tmp, "wb") as out:
+        length = response.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
+        received = 0
+        with tqdm(
+            total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=label, disable=not progress
+        ) as bar:
+            while chunk := response.read(_CHUNK):
+                out.write(chunk)
+                digest.update(chunk)
+                received += len(chunk)
+                bar.update(len(chunk))
+        out.flush()
+        os.fsync(out.fileno())
+    if total is not None and received != total:
+        raise DownloadError(f"{url}: truncated download ({received} of {total} bytes); retry")
+    return digest.hexdigest()
+
+
+def download(
+    name: str,
+    dest: str | Path = DEFAULT_DEST,
+    base_url: str = DEFAULT_BASE_URL,
+    *,
+    expected_sha256: Mapping[str, str | None] | None = None,
+    progress: bool = True,
+    timeout: float = 60.0,
+) -> Path:
+    """Download ``name`` (a key of ``FILES``) into ``dest`` and return the final path.
+
+    A file already present with the expected hash (or any hash, when none is known) is kept as is.
+    ``expected_sha256`` replaces the ``EXPECTED_SHA256`` table (tests, mirrors with other content).
+    Raises ``DownloadError`` on network errors, truncation or a hash mismatch, leaving no file behind.
+    """
+    if name not in FILES:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(FILES))}")
+    filename = FILES[name]
+    table = EXPECTED_SHA256 if expected_sha256 is None else expected_sha256
+    expected = table.get(name)
+    dest = Path(dest)
+    final = dest / filename
+
+    if final.is_file():
+        present = sha256_file(final)
+        if expected is None:
+            log.warning(
+                "%s already present (sha256 %s); no reference hash, so it could not be verified",
+                final,
+                present,
+            )
+            return final
+        if present == expected:
+            log.info("%s already present, sha256 verified", final)
+            return final
+        log.warning("%s present but sha256 %s != expected %s; downloading again", final, present, expected)
+
+    dest.mkdir(parents=True, exist_ok=True)
+    url = f"{base_url.rstrip('/')}/{filename}"
+    fd, tmp_name = tempfile.mkstemp(dir=dest, prefix=f".{filename}.", suffix=".part")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        try:
+            digest = _fetch(url, tmp, timeout, progress, filename)
+        except urllib.error.HTTPError as err:
+            raise DownloadError(f"{url}: HTTP {err.code} {err.reason}; check --base-url") from err
+        except urllib.error.URLError as err:
+            raise DownloadError(f"{url}: {err.reason}; check the network or --base-url") from err
+        except OSError as err:
+            raise DownloadError(f"{url}: {err}; retry") from err
+        if expected is not None and digest != expected:
+            raise DownloadError(
+                f"{filename}: sha256 {digest} does not match the expected {expected}; "
+                "the download was deleted (wrong mirror or corrupted transfer)"
+            )
+        tmp.chmod(0o644)  # mkstemp creates 0600
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if expected is None:
+        log.warning("%s downloaded; sha256 %s could not be verified (no reference hash known)", final, digest)
+    else:
+        log.info("%s downloaded, sha256 verified", final)
+    return final

@@ -1,0 +1,56 @@
+"""Plots of a finished (or running) run: metrics and HE against the number of edits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+METRICS = (
+    "efficacy",
+    "generalization",
+    "specificity",
+    "efficacy_top1",
+    "generalization_top1",
+    "specificity_top1",
+)
+
+
+def plot_run(run_dir: str | Path) -> list[Path]:
+    """Write metrics_vs_edits.png and he_vs_edits.png from ``metrics.jsonl``; returns the files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    written = []
+    # Edit quality: rows that carry evaluated metrics (pre, scheduled, final).
+    evals = [r for r in rows if "efficacy" in r]
+    if evals:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for m in METRICS:
+            pts = [(r["n_edits"], r[m]) for r in evals if m in r]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=m, linestyle="-" if "top1" not in m else "--")
+        ax.set(xlabel="number of edits", ylabel="%", title="edit quality", ylim=(-2, 102))
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        written.append(run_dir / "metrics_vs_edits.png")
+        fig.savefig(written[-1], dpi=120)
+        plt.close(fig)
+    he_keys = sorted({k for r in rows for k in r if k.startswith("he/")}, key=lambda k: int(k.split("_")[-1]))
+    if he_keys:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for k in he_keys:
+            pts = sorted({r["n_edits"]: r[k] for r in rows if k in r}.items())
+            ax.plot(*zip(*pts), marker=".", label=k.replace("he/", ""))
+        ax.set(
+            xlabel="number of edits", ylabel="HE (normalised)", title="hyperspherical energy of edited layers"
+        )
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        written.append(run_dir / "he_vs_edits.png")
+        fig.savefig(written[-1], dpi=120)
+        plt.close(fig)
+    return written
