@@ -109,16 +109,27 @@ def memit_deltas(
 
 @register_editor("memit")
 class MEMIT:
-    """Mass-editing memory in a transformer; SPHERE, if on, projects each batch's ΔW (``step``)."""
+    """Mass-editing memory in a transformer; SPHERE, if on, projects each batch's ΔW (``step``).
+
+    Editors built on MEMIT's solve (RECT, PRUNE) override ``own_transforms`` and, for PRUNE's
+    feedback variant, ``commit``; nothing else.
+    """
 
     HParams = MEMITHParams
-    sphere_point = "step"
-    sphere_reference = "current"
 
     def __init__(self, hp: MEMITHParams, ctx: EditContext):
         self.hp, self.ctx = hp, ctx
-        self.transforms: list[UpdateTransform] = list(ctx.transforms)
+        # The editor's own transforms come first: "RECT then SPHERE" (spec §3.2).
+        self.transforms: list[UpdateTransform] = [*self.own_transforms(), *ctx.transforms]
         self.templates: ContextTemplates | None = None
+
+    @classmethod
+    def sphere_defaults(cls, hp) -> tuple[str, str]:
+        """(point, reference) where the reference code applies SPHERE for this editor (spec §3.2)."""
+        return "step", "current"
+
+    def own_transforms(self) -> list[UpdateTransform]:
+        return []
 
     @property
     def layers(self) -> list[int]:
@@ -134,7 +145,9 @@ class MEMIT:
     def apply(self, requests: Sequence[EditRequest]) -> list[LayerUpdate]:
         self.setup()
         assert self.templates is not None
-        deltas = memit_deltas(self.ctx, self.hp, self.templates, requests, self.transforms)
+        return self.commit(memit_deltas(self.ctx, self.hp, self.templates, requests, self.transforms))
+
+    def commit(self, deltas: dict[int, torch.Tensor]) -> list[LayerUpdate]:
         return commit_step(self.ctx, deltas, self.transforms)
 
     def state_dict(self) -> dict:

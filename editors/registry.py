@@ -8,7 +8,7 @@ import importlib
 _EDITORS: dict[str, type] = {}
 # Built-in editor modules, imported on first lookup so that importing ``editors`` (e.g. for
 # EditRequest in the data readers) does not pull in torch.
-BUILTIN = ("editors.memit",)
+BUILTIN = ("editors.memit", "editors.rome", "editors.rect", "editors.prune", "editors.alphaedit")
 
 
 def _load_builtin() -> None:

@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from sphere.projection import full_precision
+from editors.core.solvers import full_precision
 
 
 def _check(power: float, eps: float, block_size: int = 1) -> None:

@@ -11,12 +11,13 @@ and G v = λ v gives C's eigenvector u = X̂ᵀ v / √(mλ), so the same U come
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
+
+from editors.core.solvers import full_precision
 
 Method = Literal["auto", "gram", "naive"]
 Reference = Literal["current", "pretrained"]
@@ -28,28 +29,6 @@ Point = Literal["layer", "step", "readout"]
 FLOAT64_MAX_NUMEL = 1 << 22
 # Normalisation constant of the reference (added to the row norm, not clamped).
 ROW_EPS = 1e-8
-
-
-@contextlib.contextmanager
-def full_precision() -> Iterator[None]:
-    """Disable TF32 (and reduced-precision float32 matmuls) for the enclosed edit math.
-
-    TF32 keeps ~10 mantissa bits: enough to move eigenvectors of near-degenerate eigenvalues and to
-    change which r the β rule picks. The flags are process-global, so the previous values are
-    restored on exit, also when the body raises.
-    """
-    saved_precision = torch.get_float32_matmul_precision()
-    saved_matmul = torch.backends.cuda.matmul.allow_tf32
-    saved_cudnn = torch.backends.cudnn.allow_tf32
-    torch.set_float32_matmul_precision("highest")
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.set_float32_matmul_precision(saved_precision)
-        torch.backends.cuda.matmul.allow_tf32 = saved_matmul
-        torch.backends.cudnn.allow_tf32 = saved_cudnn
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from editors import get_editor
@@ -30,6 +31,7 @@ from sphere.corpus import corpus_texts
 from sphere.data.records import EditRecord
 from sphere.energy import hyperspherical_energy
 from sphere.evaluation import aggregate, evaluate_records
+from sphere.io import atomic_write
 from sphere.projection import SphereProjection
 from sphere.tracking import Tracker
 
@@ -49,8 +51,9 @@ def build_sphere(s: Settings, editor_cls: type) -> SphereProjection | None:
     """The SPHERE transform, placed where the reference places it for this editor unless overridden."""
     if not s.sphere.enabled:
         return None
-    point = editor_cls.sphere_point if s.sphere.point == "auto" else s.sphere.point
-    reference = editor_cls.sphere_reference if s.sphere.reference == "auto" else s.sphere.reference
+    default_point, default_reference = editor_cls.sphere_defaults(s.editor)
+    point = default_point if s.sphere.point == "auto" else s.sphere.point
+    reference = default_reference if s.sphere.reference == "auto" else s.sphere.reference
     return SphereProjection(
         s.sphere.alpha,
         beta=None if s.sphere.rank is not None else s.sphere.beta,
@@ -83,6 +86,18 @@ class SequentialRun:
             texts = lambda: corpus_texts(stats_opts.corpus, s.run.seed)  # noqa: E731
             return cache.get(model, tok, self.spec, layers, stats_opts, model_id, texts, digest)
 
+        artifacts = Path(s.run.cache_dir) / "artifacts" / model_id.strip("/").replace("/", "__")
+        scope = cache.key(model_id, digest, "artifacts", stats_opts)
+
+        def cached(key: str, compute):
+            """Tensors derived from the unedited model and its statistics, kept on disk."""
+            path = artifacts / f"{key}.{scope}.safetensors"
+            if path.exists():
+                return load_file(path)["value"]
+            value = compute()
+            atomic_write(path, lambda tmp: save_file({"value": value.contiguous().cpu()}, tmp))
+            return value
+
         sphere = build_sphere(s, editor_cls)
         self.sphere = sphere
         self.ctx = EditContext(
@@ -93,6 +108,7 @@ class SequentialRun:
             transforms=[sphere] if sphere else [],
             seed=s.run.seed,
             forward_batch_size=s.run.forward_batch_size,
+            cached=cached,
         )
         self.editor = editor_cls(s.editor, self.ctx)
         self.layers: list[int] = self.editor.layers
@@ -277,9 +293,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         if k in summary:
             p = pre.get(k)
             lines.append(f"{k:<24}{'' if p is None else f'{p:.2f}':>10}{summary[k]:>10.2f}")
-    lines.append(f"{'HE (normalised) layer':<24}{'pre':>10}{'post':>10}{'change %':>10}")
+    lines.append(f"{'HE (normalised) layer':<24}{'pre':>10}{'post':>10}{'change %':>12}")
     for k, v in summary["he"].items():
-        lines.append(f"{k:<24}{summary['he_pre'][k]:>10.4g}{v:>10.4g}{summary['he_change_pct'][k]:>10.3f}")
+        lines.append(f"{k:<24}{summary['he_pre'][k]:>10.6g}{v:>10.6g}{summary['he_change_pct'][k]:>+12.3e}")
     t = summary["time"]
     lines.append(
         f"time: setup {t['setup_s']:.1f} s, editing {t['edit_s']:.1f} s, evaluation {t['eval_s']:.1f} s"

@@ -29,7 +29,10 @@ def tiny(arch: str, *, layers: int = 4, hidden: int = 64, ff: int = 128, seed: i
         tiny_cfg.pop("max_position_embeddings")
     else:
         tiny_cfg.update(
-            hidden_size=hidden, intermediate_size=ff, num_attention_heads=4, num_key_value_heads=2,
+            hidden_size=hidden,
+            intermediate_size=ff,
+            num_attention_heads=4,
+            num_key_value_heads=2,
             tie_word_embeddings=False,
         )
     cfg = ModelConfig(name=f"tiny-{arch}", source="tiny", arch=arch, tiny=tiny_cfg, device="cpu")

@@ -50,7 +50,14 @@ def test_tiny_llama_memit_reaches_efficacy(tmp_path, sphere):
     assert s["n_edits"] == 8
     assert s["efficacy"] >= 90.0, s
     assert s["pre"]["efficacy"] < s["efficacy"]
-    for key in ("efficacy", "generalization", "specificity", "efficacy_top1", "generalization_top1", "specificity_top1"):
+    for key in (
+        "efficacy",
+        "generalization",
+        "specificity",
+        "efficacy_top1",
+        "generalization_top1",
+        "specificity_top1",
+    ):
         assert 0.0 <= s[key] <= 100.0 and key in s["pre"]
     assert set(s["he"]) == {"1", "2"} and all(v > 0 for v in s["he"].values())
     assert s["sphere"]["enabled"] == (sphere == "on")
@@ -76,7 +83,9 @@ def test_help_lists_groups(tmp_path):
     ],
 )
 def test_bad_values_fail_fast_with_a_clear_message(tmp_path, override, needle):
-    proc = sphere_edit("model=tiny-llama", "logger=none", f"hydra.run.dir={tmp_path / 'run'}", override, cwd=tmp_path)
+    proc = sphere_edit(
+        "model=tiny-llama", "logger=none", f"hydra.run.dir={tmp_path / 'run'}", override, cwd=tmp_path
+    )
     assert proc.returncode != 0
     assert needle in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr

@@ -51,7 +51,9 @@ def _ctx(model, tok, tmp_path, transforms=()):
         model=model,
         tok=tok,
         spec=spec,
-        stats=lambda layers: cache.get(model, tok, spec, layers, opts, "tiny", lambda: corpus_texts("bundled"), digest),
+        stats=lambda layers: cache.get(
+            model, tok, spec, layers, opts, "tiny", lambda: corpus_texts("bundled"), digest
+        ),
         transforms=list(transforms),
     )
 
@@ -71,7 +73,9 @@ def test_memit_editor_updates_only_edited_layers(tiny_llama, tmp_path):
             changed = not torch.equal(p, before[n])
             assert changed == edited, n
         for u in updates:
-            torch.testing.assert_close(read_weight(model, spec, u.layer), before[spec.weight_name(u.layer)] + u.delta)
+            torch.testing.assert_close(
+                read_weight(model, spec, u.layer), before[spec.weight_name(u.layer)] + u.delta
+            )
     finally:
         with torch.no_grad():
             for n, p in model.named_parameters():
@@ -98,12 +102,18 @@ def test_covariance_cache_reuses_disk_and_loads_reference_npz(tiny_llama, tmp_pa
         assert c.shape == (128, 128) and torch.allclose(c, c.T)
         assert torch.linalg.eigvalsh(c.double()).min() > -1e-6  # PSD
     # A different sample count is a different cache entry.
-    CovarianceCache(tmp_path).get(model, tok, spec, [1], StatsOptions("bundled", 10, 32, 10), "tiny", texts, digest)
+    CovarianceCache(tmp_path).get(
+        model, tok, spec, [1], StatsOptions("bundled", 10, 32, 10), "tiny", texts, digest
+    )
     assert len(calls) == 2
     # Reference-format statistics (running sum + count, "mom2." prefix) load as sum / count.
     ref = tmp_path / "ref"
     ref.mkdir()
     total = np.eye(128, dtype=np.float32) * 6.0
-    np.savez(ref / f"{spec.weight_module_name(1)}_float32_mom2_100.npz", **{"mom2.mom2": total, "mom2.count": 3})
-    loaded = CovarianceCache(None, precomputed=str(ref)).get(model, tok, spec, [1], opts, "tiny", texts, digest)
+    np.savez(
+        ref / f"{spec.weight_module_name(1)}_float32_mom2_100.npz", **{"mom2.mom2": total, "mom2.count": 3}
+    )
+    loaded = CovarianceCache(None, precomputed=str(ref)).get(
+        model, tok, spec, [1], opts, "tiny", texts, digest
+    )
     torch.testing.assert_close(loaded[1], torch.eye(128) * 2.0)

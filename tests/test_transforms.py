@@ -7,8 +7,10 @@ import math
 import pytest
 import torch
 
+from editors.core.weights import apply_transforms
+from editors.prune import PruneRestraint
+from editors.rect import RectMask
 from sphere.projection import SphereProjection
-from sphere.transforms import PruneRestraint, RectMask, apply_transforms
 
 
 def _gen(seed: int) -> torch.Generator:

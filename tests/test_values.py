@@ -19,7 +19,9 @@ TEMPLATES = ["{}", "Because of the rain. {}", "I think. {}"]
 def test_batched_z_equals_per_request(tiny_llama):
     model, tok = tiny_llama
     spec = spec_for(model)
-    opts = ValueOptions(v_num_grad_steps=8, v_lr=0.5, v_weight_decay=0.01, clamp_norm_factor=4, kl_factor=0.0625)
+    opts = ValueOptions(
+        v_num_grad_steps=8, v_lr=0.5, v_weight_decay=0.01, clamp_norm_factor=4, kl_factor=0.0625
+    )
     block = spec.block_name(2)
     z_batch, h0_batch = compute_target_values(model, tok, spec, REQUESTS, block, TEMPLATES, opts)
     for i, r in enumerate(REQUESTS):
@@ -32,7 +34,9 @@ def test_batched_z_equals_per_request(tiny_llama):
 def test_z_respects_clamp(tiny_llama):
     model, tok = tiny_llama
     spec = spec_for(model)
-    opts = ValueOptions(v_num_grad_steps=6, v_lr=5.0, v_weight_decay=0.0, clamp_norm_factor=0.5, kl_factor=0.0)
+    opts = ValueOptions(
+        v_num_grad_steps=6, v_lr=5.0, v_weight_decay=0.0, clamp_norm_factor=0.5, kl_factor=0.0
+    )
     z, h0 = compute_target_values(model, tok, spec, REQUESTS[:2], spec.block_name(1), TEMPLATES, opts)
     assert torch.all((z - h0).norm(dim=1) <= 0.5 * h0.norm(dim=1) * (1 + 1e-5))
 
@@ -44,7 +48,9 @@ def test_z_lowers_target_nll(tiny_llama):
 
     model, tok = tiny_llama
     spec = spec_for(model)
-    opts = ValueOptions(v_num_grad_steps=15, v_lr=0.5, v_weight_decay=0.001, clamp_norm_factor=10, kl_factor=0.0625)
+    opts = ValueOptions(
+        v_num_grad_steps=15, v_lr=0.5, v_weight_decay=0.001, clamp_norm_factor=10, kl_factor=0.0625
+    )
     block = spec.block_name(1)
     z, h0 = compute_target_values(model, tok, spec, REQUESTS[:1], block, ["{}"], opts)
     r = REQUESTS[0]

@@ -12,6 +12,11 @@ from editors.core.model_spec import ModelSpec
 from editors.core.weights import LayerUpdate, UpdateTransform, add_to_weight, apply_transforms, read_weight
 
 StatsProvider = Callable[[Sequence[int]], dict[int, torch.Tensor]]
+ArtifactCache = Callable[[str, Callable[[], torch.Tensor]], torch.Tensor]
+
+
+def _no_cache(key: str, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+    return compute()
 
 
 @dataclass
@@ -24,6 +29,9 @@ class EditContext:
         transforms: user update transforms (e.g. SPHERE), each with its ``point``.
         seed: seeds context-template sampling.
         forward_batch_size: sequences per forward when reading keys and representations.
+        cached: ``cached(key, compute)`` returns a tensor derived from the unedited model and its
+            statistics (e.g. AlphaEdit's projector), from the run's disk cache when present. The
+            run scopes keys by model and statistics, so ``key`` only names the artifact.
     """
 
     model: nn.Module
@@ -33,6 +41,7 @@ class EditContext:
     transforms: list[UpdateTransform] = field(default_factory=list)
     seed: int = 0
     forward_batch_size: int = 64
+    cached: ArtifactCache = _no_cache
 
 
 def commit_step(

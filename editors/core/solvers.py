@@ -5,28 +5,40 @@ K holds keys as rows (n × d_ff), R residuals as rows (n × d_model), C = E[k k�
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 
 
 @contextmanager
-def exact_matmul():
-    """Disable TF32 for edit math (solves and eigendecompositions need full fp32 mantissas)."""
-    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+def full_precision() -> Iterator[None]:
+    """Disable TF32 (and reduced-precision float32 matmuls) for the enclosed edit math.
+
+    TF32 keeps ~10 mantissa bits: enough to move eigenvectors of near-degenerate eigenvalues, to
+    change which r SPHERE's β rule picks, and to spoil a d_ff × d_ff solve. The flags are
+    process-global, so the previous values are restored on exit, also when the body raises.
+    """
+    saved = (
+        torch.get_float32_matmul_precision(),
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+    )
+    torch.set_float32_matmul_precision("highest")
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+        torch.set_float32_matmul_precision(saved[0])
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[1], saved[2]
 
 
 def memit_delta(
     K: torch.Tensor, R: torch.Tensor, C: torch.Tensor, lam: float, dtype=torch.float64
 ) -> torch.Tensor:
     """ΔW = Rᵀ K (λC + KᵀK)⁻¹: the minimiser of ‖ΔW Kᵀ − Rᵀ‖² + λ tr(ΔW C ΔWᵀ) (MEMIT, spec §2.2)."""
-    with exact_matmul():
+    with full_precision():
         k, r, c = K.to(dtype), R.to(dtype), C.to(device=K.device, dtype=dtype)
         a = lam * c + k.T @ k
         x = torch.linalg.solve(a, k.T)  # (d_ff × n) = A⁻¹Kᵀ
@@ -39,7 +51,7 @@ def nullspace_projector(C: torch.Tensor, threshold: float) -> torch.Tensor:
     C is symmetric PSD, so its singular values are its eigenvalues and a symmetric ``eigh`` (on the
     GPU if C is there) replaces the reference's CPU SVD.
     """
-    with exact_matmul():
+    with full_precision():
         evals, evecs = torch.linalg.eigh(C.float())
         u = evecs[:, evals.abs() < threshold]
         return u @ u.T
@@ -53,7 +65,7 @@ def alphaedit_delta(
     X = P(KᵀR − (KᵀK + C_past)X)/L2 lies in range(P), so ΔW k₀ ≈ 0 for preserved keys k₀.
     ``K_past`` is the accumulated Σ k kᵀ of earlier edits (d_ff × d_ff).
     """
-    with exact_matmul():
+    with full_precision():
         k, r = K.float(), R.float()
         p = P.to(device=k.device, dtype=torch.float32)
         m = p @ (k.T @ k + K_past.to(device=k.device, dtype=torch.float32))

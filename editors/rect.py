@@ -1,0 +1,68 @@
+"""RECT (Gu et al., 2024): keep only the entries of each MEMIT update with the largest relative
+change |ΔW / W|, zero the rest (spec §2.4). SPHERE, if on, projects the sparsified update
+(which makes it dense again, as in the reference)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from editors.core.solvers import full_precision
+from editors.core.weights import TransformPoint, UpdateTransform
+from editors.memit import MEMIT, MEMITHParams
+from editors.registry import register_editor
+
+
+class RectMask:
+    """Top-``keep_fraction`` entries of ΔW by relative change ρ = |ΔW / (W + eps)|.
+
+    eps is added to W, not to |W|, as in the reference (``memit_rect_main``). τ is the k-th smallest
+    ρ (``torch.kthvalue``, 1-based) with k = floor((1 − keep)·numel) and the mask is ρ ≥ τ, so
+    numel − k + 1 entries are kept (τ itself too) plus ties, exactly as the reference. Kept entries
+    are not rescaled. ``reference`` is the live weight before this batch's update.
+    """
+
+    def __init__(self, keep_fraction: float = 0.4, eps: float = 1e-8, point: TransformPoint = "step") -> None:
+        if not 0.0 < keep_fraction <= 1.0:
+            raise ValueError(f"editor.keep_fraction={keep_fraction!r} must be in (0, 1] (paper: 0.4)")
+        self.keep_fraction, self.eps, self.point = float(keep_fraction), eps, point
+
+    def __repr__(self) -> str:
+        return f"RectMask(keep_fraction={self.keep_fraction}, point={self.point!r})"
+
+    def __call__(self, name: str, layer: int, reference: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        if reference.shape != delta.shape:
+            raise ValueError(
+                f"{name}: reference {tuple(reference.shape)} and update {tuple(delta.shape)} differ"
+            )
+        k = int((1.0 - self.keep_fraction) * delta.numel())  # floor, as the reference's int(0.6 * numel)
+        if k == 0:
+            return delta
+        with torch.no_grad(), full_precision():
+            work = torch.promote_types(delta.dtype, torch.float32)
+            rho = (delta.to(work) / (reference.to(device=delta.device, dtype=work) + self.eps)).abs()
+            tau = torch.kthvalue(rho.flatten(), k).values
+            return delta * (rho >= tau)
+
+
+@dataclass
+class RECTHParams(MEMITHParams):
+    """MEMIT's knobs plus the share of entries RECT keeps (paper and project page: top 40 %)."""
+
+    keep_fraction: float = 0.4
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 < self.keep_fraction <= 1.0:
+            raise ValueError(f"editor.keep_fraction={self.keep_fraction} must be in (0, 1] (paper: 0.4)")
+
+
+@register_editor("rect")
+class RECT(MEMIT):
+    """MEMIT whose per-batch update is sparsified by relative change before SPHERE and writing."""
+
+    HParams = RECTHParams
+
+    def own_transforms(self) -> list[UpdateTransform]:
+        return [RectMask(self.hp.keep_fraction, point="step")]

@@ -1,0 +1,143 @@
+"""ROME (Meng et al., 2022): one rank-one update per fact at a single layer (spec §2.1).
+
+For each request in turn (the SPHERE reference edits only the first request of a batch; we edit
+all of them, one after the other, each seeing the previous ones):
+k̄ = mean key over the context templates, u = C⁻¹k̄ (``mom2_adjustment``) or k̄, normalised;
+z = MLP output at the subject that makes the model say the target (δ added to the MLP output);
+k*, W k* = input and output of the edited matrix at the subject of the bare prompt;
+ΔW = (z − W k*) uᵀ / (u·k*), so that (W + ΔW) k* = z exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from editors.core.context import EditContext, commit_step
+from editors.core.keys import compute_keys, read_at_subject
+from editors.core.requests import EditRequest
+from editors.core.solvers import full_precision
+from editors.core.templates import ContextTemplates, generate_context_templates
+from editors.core.values import ValueOptions, compute_target_values
+from editors.core.weights import LayerUpdate, UpdateTransform
+from editors.registry import register_editor
+
+
+@dataclass
+class ROMEHParams:
+    """ROME knobs; defaults are the reference's GPT-2 XL file, per-model values in editor_model/."""
+
+    layers: list[int] = field(default_factory=lambda: [5])
+    v_num_grad_steps: int = 20
+    v_lr: float = 0.5
+    v_weight_decay: float = 0.5
+    clamp_norm_factor: float = 4.0
+    kl_factor: float = 0.0625
+    mom2_adjustment: bool = True
+    fact_token: str = "subject_last"
+    context_template_length_params: list[list[int]] = field(default_factory=lambda: [[5, 10], [10, 10]])
+
+    def __post_init__(self) -> None:
+        if len(self.layers) != 1:
+            raise ValueError(
+                f"editor.layers={self.layers}: ROME edits exactly one layer, e.g. editor.layers=[5]"
+            )
+
+    @property
+    def value_options(self) -> ValueOptions:
+        return ValueOptions(
+            self.v_num_grad_steps,
+            self.v_lr,
+            self.v_weight_decay,
+            self.clamp_norm_factor,
+            self.kl_factor,
+            self.fact_token,
+        )
+
+
+def rank_one_delta(
+    u: torch.Tensor, k_star: torch.Tensor, w_k_star: torch.Tensor, z: torch.Tensor
+) -> torch.Tensor:
+    """ΔW = (z − W k*) uᵀ / (u·k*): the rank-one update along u that maps k* to z."""
+    out = torch.promote_types(z.dtype, torch.float32)
+    with full_precision():
+        u, k_star, w_k_star, z = (t.double() for t in (u, k_star, w_k_star, z))
+        return (torch.outer(z - w_k_star, u) / (u @ k_star)).to(out)
+
+
+@register_editor("rome")
+class ROME:
+    """Rank-one model editing; SPHERE, if on, projects every rank-one ΔW (``step``)."""
+
+    HParams = ROMEHParams
+
+    def __init__(self, hp: ROMEHParams, ctx: EditContext):
+        self.hp, self.ctx = hp, ctx
+        self.transforms: list[UpdateTransform] = list(ctx.transforms)
+        self.templates: ContextTemplates | None = None
+        self._c_inv: torch.Tensor | None = None
+
+    @classmethod
+    def sphere_defaults(cls, hp) -> tuple[str, str]:
+        return "step", "current"
+
+    @property
+    def layers(self) -> list[int]:
+        return list(self.hp.layers)
+
+    def setup(self) -> None:
+        if self.templates is None:
+            self.templates = generate_context_templates(
+                self.ctx.model,
+                self.ctx.tok,
+                self.hp.context_template_length_params,
+                seed=self.ctx.seed,
+                flat=True,
+            )
+        if self.hp.mom2_adjustment and self._c_inv is None:
+            layer = self.layers[0]
+            c = self.ctx.stats([layer])[layer]
+            # Inverted once in float64 (the reference caches an fp32 inverse); C is fixed for the run.
+            self._c_inv = torch.linalg.inv(c.double()).float()
+
+    def apply(self, requests: Sequence[EditRequest]) -> list[LayerUpdate]:
+        self.setup()
+        total: torch.Tensor | None = None
+        for request in requests:
+            (update,) = commit_step(self.ctx, {self.layers[0]: self.delta(request)}, self.transforms)
+            total = update.delta if total is None else total + update.delta
+        assert total is not None
+        return [
+            LayerUpdate(layer=self.layers[0], name=self.ctx.spec.weight_name(self.layers[0]), delta=total)
+        ]
+
+    def delta(self, request: EditRequest) -> torch.Tensor:
+        """This request's rank-one ΔW against the current model (not applied)."""
+        model, tok, spec, layer = self.ctx.model, self.ctx.tok, self.ctx.spec, self.layers[0]
+        assert self.templates is not None
+        k_bar = compute_keys(
+            model, tok, spec, [request], [layer], self.templates, fact_token=self.hp.fact_token
+        )[layer][0]
+        u = self._c_inv.to(k_bar.device) @ k_bar if self._c_inv is not None else k_bar
+        u = u / u.norm()
+        z, _ = compute_target_values(
+            model, tok, spec, [request], spec.mlp_name(layer), self.templates.flat, self.hp.value_options
+        )
+        name = spec.weight_module_name(layer)
+        items = [(request.prompt, request.subject)]
+        k_star = read_at_subject(model, tok, items, [name], inputs=True, fact_token=self.hp.fact_token)[name][
+            0
+        ]
+        w_k_star = read_at_subject(model, tok, items, [name], inputs=False, fact_token=self.hp.fact_token)[
+            name
+        ][0]
+        return rank_one_delta(u, k_star, w_k_star, z[0])
+
+    def state_dict(self) -> dict:
+        return {"templates": self.templates.to_list() if self.templates else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("templates"):
+            self.templates = ContextTemplates(tuple(tuple(g) for g in state["templates"]))

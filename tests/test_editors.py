@@ -1,0 +1,167 @@
+"""Each editor's defining property on small random problems and tiny models, and each editor's
+efficacy on 8 sequential CounterFact edits of a tiny model, with and without SPHERE."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import random_psd
+from hydra import compose, initialize_config_dir
+
+from editors.core.solvers import alphaedit_delta, nullspace_projector
+from editors.core.weights import read_weight
+from editors.rome import rank_one_delta
+from sphere.config import validate
+from sphere.data import load_records
+from sphere.runner import SequentialRun
+from sphere.tracking import Tracker
+
+ROOT = Path(__file__).resolve().parent.parent
+DISTINCT8 = str(ROOT / "tests" / "assets" / "counterfact_distinct8.json")
+
+
+def test_rome_rank_one_update_maps_key_to_value_exactly():
+    g = torch.Generator().manual_seed(0)
+    d_ff, d_model = 40, 12
+    W = torch.randn(d_model, d_ff, generator=g, dtype=torch.float64)
+    k_star = torch.randn(d_ff, generator=g, dtype=torch.float64)
+    z = torch.randn(d_model, generator=g, dtype=torch.float64)
+    u = torch.linalg.solve(
+        random_psd(d_ff, 2), k_star + 0.1 * torch.randn(d_ff, generator=g, dtype=torch.float64)
+    )
+    u = u / u.norm()
+    delta = rank_one_delta(u, k_star, W @ k_star, z).double()
+    torch.testing.assert_close((W + delta) @ k_star, z, rtol=1e-5, atol=1e-5)
+    assert torch.linalg.matrix_rank(delta) == 1
+    other = torch.randn(d_ff, generator=g, dtype=torch.float64)
+    other = other - (other @ u) * u  # keys orthogonal to u are untouched
+    torch.testing.assert_close(delta @ other, torch.zeros(d_model, dtype=torch.float64), atol=1e-5, rtol=0)
+
+
+def test_alphaedit_update_leaves_preserved_keys_unchanged():
+    g = torch.Generator().manual_seed(3)
+    d_ff, d_model, n = 32, 8, 4
+    basis = torch.linalg.qr(torch.randn(d_ff, 12, generator=g))[0]  # preserved knowledge spans 12 dims
+    K0 = torch.randn(500, 12, generator=g) @ basis.T
+    C = K0.T @ K0 / 500
+    P = nullspace_projector(C, threshold=1e-4)
+    assert torch.allclose(P @ P, P, atol=1e-5) and abs(float(P.trace()) - (d_ff - 12)) < 1e-3
+    K = torch.randn(n, d_ff, generator=g)
+    R = torch.randn(n, d_model, generator=g)
+    delta = alphaedit_delta(K, R, P, torch.zeros(d_ff, d_ff), l2=1.0)
+    assert delta.norm() > 1e-2
+    assert (delta @ K0.T).norm() / (delta.norm() * K0.norm()) < 1e-5  # ‖ΔW K₀‖ ≈ 0
+    # Past edits' keys enter the system: a solve with them differs.
+    assert not torch.allclose(alphaedit_delta(K, R, P, 5 * torch.eye(d_ff), l2=1.0), delta)
+
+
+def settings(*overrides: str, tmp: Path):
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("edit", overrides=["logger=none", f"run.cache_dir={tmp / 'cache'}", *overrides])
+    return validate(cfg)
+
+
+def edit_run(tmp_path: Path, model_pair, *overrides: str):
+    model, tok = model_pair
+    s = settings(
+        f"dataset.path={DISTINCT8}", "dataset.limit=8", "dataset.batch_size=4", *overrides, tmp=tmp_path
+    )
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    records = load_records(s.dataset.kind, s.dataset.path, limit=s.dataset.limit)
+    try:
+        run = SequentialRun(s, model, tok, "tiny-llama-test", records, tmp_path)
+        summary = run.run(Tracker(tmp_path, s.logger, run_name="t", group="g", tags=[], config={}))
+        return summary, run
+    finally:
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                p.copy_(before[n])
+
+
+@pytest.fixture(scope="module")
+def config_tiny_llama():
+    """The tiny-llama of configs/model/tiny-llama.yaml (6 layers, d_model 256)."""
+    from sphere.models import load_model
+
+    return load_model(settings("model=tiny-llama", tmp=Path("/tmp")).model)
+
+
+# ROME is held to a lower bar: on a random model its rank-one updates interfere (u·k* can be small,
+# giving one large update that disturbs earlier facts); see docs/editors.md.
+EFFICACY = {"memit": 90.0, "rect": 90.0, "prune": 90.0, "alphaedit": 90.0, "rome": 60.0}
+
+
+@pytest.mark.parametrize("sphere", ["off", "on"])
+@pytest.mark.parametrize("editor", sorted(EFFICACY))
+def test_editor_efficacy_on_tiny_llama(tmp_path, config_tiny_llama, editor, sphere):
+    summary, run = edit_run(
+        tmp_path, config_tiny_llama, "model=tiny-llama", f"editor={editor}", f"sphere={sphere}"
+    )
+    assert summary["n_edits"] == 8
+    assert summary["efficacy"] >= EFFICACY[editor], summary
+    assert summary["efficacy"] > summary["pre"]["efficacy"]
+    assert all(v == v and v > 0 for v in summary["he"].values())  # finite, logged per edited layer
+
+
+def test_rect_update_is_sparse_without_sphere(tmp_path, config_tiny_llama):
+    _, run = edit_run(
+        tmp_path, config_tiny_llama, "model=tiny-llama", "editor=rect", "sphere=off", "dataset.limit=4"
+    )
+    # The last batch's update (checkpointed weights minus W₀ contain two batches; check one batch):
+    model, tok = config_tiny_llama
+    updates = run.editor.apply([r.request for r in run.records[:2]])
+    for u in updates:
+        kept = float((u.delta != 0).float().mean())
+        assert 0.39 <= kept <= 0.41, kept
+
+
+def test_prune_readout_restrains_only_the_evaluated_weights(tmp_path, config_tiny_llama):
+    model, tok = config_tiny_llama
+    s = settings("model=tiny-llama", "editor=prune", "sphere=off", "dataset.limit=4", tmp=tmp_path)
+    records = load_records(s.dataset.kind, s.dataset.path, limit=4)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    try:
+        run = SequentialRun(s, model, tok, "t", records, tmp_path)
+        run.editor.setup()
+        run.editor.apply([r.request for r in records])
+        layer = run.layers[-1]
+        live = read_weight(model, run.spec, layer)
+        w0 = run.w0[layer]
+        # Blow the edit up so that some singular values exceed σ_max(W₀) and get restrained.
+        from editors.core.weights import write_weight
+
+        write_weight(model, run.spec, layer, w0 + 50 * (live - w0))
+        big = read_weight(model, run.spec, layer)
+        s0 = float(torch.linalg.matrix_norm(w0, ord=2))
+        with run.evaluated_weights():
+            seen = read_weight(model, run.spec, layer)
+        assert torch.equal(read_weight(model, run.spec, layer), big)  # live weights untouched
+        sv = torch.linalg.svdvals(seen - w0)
+        sv_big = torch.linalg.svdvals(big - w0)
+        assert sv_big.max() > s0 and sv.max() < sv_big.max()
+        expected = torch.where(sv_big > s0, torch.log(sv_big) - torch.log(torch.tensor(s0)) + s0, sv_big)
+        torch.testing.assert_close(sv, expected, rtol=1e-4, atol=1e-4)
+    finally:
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                p.copy_(before[n])
+
+
+def test_alphaedit_updates_lie_in_the_null_space(tmp_path, config_tiny_llama):
+    model, tok = config_tiny_llama
+    s = settings("model=tiny-llama", "editor=alphaedit", "sphere=off", tmp=tmp_path)
+    records = load_records(s.dataset.kind, s.dataset.path, limit=4)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    try:
+        run = SequentialRun(s, model, tok, "t", records, tmp_path)
+        run.editor.setup()
+        for u in run.editor.apply([r.request for r in records]):
+            P = run.editor.projectors[u.layer]
+            assert (u.delta - u.delta @ P).norm() <= 1e-4 * u.delta.norm()
+        assert all(float(c.norm()) > 0 for c in run.editor.past.values())  # keys remembered
+    finally:
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                p.copy_(before[n])
