@@ -204,3 +204,48 @@ def test_alphaedit_updates_lie_in_the_null_space(tmp_path, config_tiny_llama):
         with torch.no_grad():
             for n, p in model.named_parameters():
                 p.copy_(before[n])
+
+
+def test_a_new_editor_is_one_class_and_one_registration(tmp_path, config_tiny_llama):
+    """The recipe of docs/editors.md: subclass, register, and the runner runs it unchanged."""
+    from dataclasses import dataclass
+
+    from editors.memit import MEMIT, MEMITHParams
+    from editors.registry import _EDITORS, register_editor
+
+    @dataclass
+    class HalfHParams(MEMITHParams):
+        shrink: float = 0.5
+
+    class Shrink:
+        point = "step"
+
+        def __call__(self, name, layer, reference, delta):
+            return 0.5 * delta
+
+    @register_editor("half-memit-test")
+    class HalfMEMIT(MEMIT):
+        HParams = HalfHParams
+
+        def own_transforms(self):
+            return [Shrink()]
+
+    try:
+        summary, run = edit_run(
+            tmp_path,
+            config_tiny_llama,
+            "model=tiny-llama",
+            "sphere=off",
+            "editor.name=half-memit-test",
+            "dataset.limit=4",
+        )
+        assert isinstance(run.editor, HalfMEMIT) and summary["n_edits"] == 4
+    finally:
+        _EDITORS.pop("half-memit-test")
+
+
+def test_unknown_editor_suggests_a_name():
+    from editors.registry import UnknownEditorError, get_editor
+
+    with pytest.raises(UnknownEditorError, match="did you mean 'memit'"):
+        get_editor("memt")
