@@ -21,7 +21,7 @@ from editors.core.keys import compute_keys, subject_outputs
 from editors.core.requests import EditRequest
 from editors.core.solvers import alphaedit_delta, nullspace_projector
 from editors.core.templates import ContextTemplates
-from editors.core.values import compute_target_values
+from editors.core.values import ValueOptions, compute_target_values
 from editors.core.weights import LayerUpdate, UpdateTransform, add_to_weight, apply_transforms, read_weight
 from editors.memit import MEMITHParams, make_templates
 from editors.registry import register_editor
@@ -93,7 +93,7 @@ class AlphaEdit:
         fb = self.ctx.forward_batch_size
         z_block = spec.block_name(self.layers[-1])
         z, _ = compute_target_values(
-            model, tok, spec, requests, z_block, self.templates.flat, hp.value_options
+            model, tok, spec, requests, z_block, self.templates.flat, ValueOptions.from_hparams(hp)
         )
         updates = []
         for i, layer in enumerate(self.layers):
@@ -124,6 +124,5 @@ class AlphaEdit:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        if state.get("templates"):
-            self.templates = ContextTemplates(tuple(tuple(g) for g in state["templates"]))
+        self.templates = ContextTemplates.from_state(state) or self.templates
         self.past.update({int(k[5:]): v for k, v in state.items() if k.startswith("past.")})

@@ -47,17 +47,6 @@ class MEMITHParams:
         if self.mom2_update_weight < 0:
             raise ValueError(f"editor.mom2_update_weight={self.mom2_update_weight} must be >= 0")
 
-    @property
-    def value_options(self) -> ValueOptions:
-        return ValueOptions(
-            self.v_num_grad_steps,
-            self.v_lr,
-            self.v_weight_decay,
-            self.clamp_norm_factor,
-            self.kl_factor,
-            self.fact_token,
-        )
-
 
 def make_templates(ctx: EditContext, length_params, flat: bool) -> ContextTemplates:
     return generate_context_templates(ctx.model, ctx.tok, length_params, seed=ctx.seed, flat=flat)
@@ -73,7 +62,9 @@ def memit_deltas(
     """This batch's ΔW per layer; the model is left exactly as it was on entry."""
     model, tok, spec = ctx.model, ctx.tok, ctx.spec
     z_block = spec.block_name(hp.layers[-1])
-    z, _ = compute_target_values(model, tok, spec, requests, z_block, templates.flat, hp.value_options)
+    z, _ = compute_target_values(
+        model, tok, spec, requests, z_block, templates.flat, ValueOptions.from_hparams(hp)
+    )
     cov = ctx.stats(hp.layers)
     originals = {layer: read_weight(model, spec, layer) for layer in hp.layers}
     deltas: dict[int, torch.Tensor] = {}
@@ -154,5 +145,4 @@ class MEMIT:
         return {"templates": self.templates.to_list() if self.templates else None}
 
     def load_state_dict(self, state: dict) -> None:
-        if state.get("templates"):
-            self.templates = ContextTemplates(tuple(tuple(g) for g in state["templates"]))
+        self.templates = ContextTemplates.from_state(state) or self.templates

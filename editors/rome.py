@@ -45,17 +45,6 @@ class ROMEHParams:
                 f"editor.layers={self.layers}: ROME edits exactly one layer, e.g. editor.layers=[5]"
             )
 
-    @property
-    def value_options(self) -> ValueOptions:
-        return ValueOptions(
-            self.v_num_grad_steps,
-            self.v_lr,
-            self.v_weight_decay,
-            self.clamp_norm_factor,
-            self.kl_factor,
-            self.fact_token,
-        )
-
 
 def rank_one_delta(
     u: torch.Tensor, k_star: torch.Tensor, w_k_star: torch.Tensor, z: torch.Tensor
@@ -123,7 +112,13 @@ class ROME:
         u = self._c_inv.to(k_bar.device) @ k_bar if self._c_inv is not None else k_bar
         u = u / u.norm()
         z, _ = compute_target_values(
-            model, tok, spec, [request], spec.mlp_name(layer), self.templates.flat, self.hp.value_options
+            model,
+            tok,
+            spec,
+            [request],
+            spec.mlp_name(layer),
+            self.templates.flat,
+            ValueOptions.from_hparams(self.hp),
         )
         name = spec.weight_module_name(layer)
         items = [(request.prompt, request.subject)]
@@ -139,5 +134,4 @@ class ROME:
         return {"templates": self.templates.to_list() if self.templates else None}
 
     def load_state_dict(self, state: dict) -> None:
-        if state.get("templates"):
-            self.templates = ContextTemplates(tuple(tuple(g) for g in state["templates"]))
+        self.templates = ContextTemplates.from_state(state) or self.templates

@@ -5,14 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-METRICS = (
-    "efficacy",
-    "generalization",
-    "specificity",
-    "efficacy_top1",
-    "generalization_top1",
-    "specificity_top1",
-)
+from sphere.evaluation import HEADLINE as METRICS
 
 
 def plot_run(run_dir: str | Path) -> list[Path]:

@@ -30,21 +30,12 @@ from sphere.config import Settings
 from sphere.corpus import corpus_texts
 from sphere.data.records import EditRecord
 from sphere.energy import hyperspherical_energy
-from sphere.evaluation import aggregate, evaluate_records
+from sphere.evaluation import HEADLINE, aggregate, evaluate_records
 from sphere.io import atomic_write
 from sphere.projection import SphereProjection
 from sphere.tracking import Tracker
 
 log = logging.getLogger(__name__)
-
-HEADLINE = (
-    "efficacy",
-    "generalization",
-    "specificity",
-    "efficacy_top1",
-    "generalization_top1",
-    "specificity_top1",
-)
 
 
 def build_sphere(s: Settings, editor_cls: type) -> SphereProjection | None:

@@ -118,7 +118,7 @@ def test_editor_efficacy_on_tiny_llama(tmp_path, config_tiny_llama, editor, sphe
 def test_rome_writes_z_at_k_star_exactly(tmp_path, config_tiny_llama):
     """On the tiny model: after ROME's update, the edited matrix maps the subject's key to z."""
     from editors.core.keys import read_at_subject
-    from editors.core.values import compute_target_values
+    from editors.core.values import ValueOptions, compute_target_values
 
     model, tok = config_tiny_llama
     s = settings("model=tiny-llama", "editor=rome", "sphere=off", tmp=tmp_path)
@@ -129,7 +129,7 @@ def test_rome_writes_z_at_k_star_exactly(tmp_path, config_tiny_llama):
         run.editor.setup()
         layer, spec, ed = run.layers[0], run.spec, run.editor
         z, _ = compute_target_values(
-            model, tok, spec, [request], spec.mlp_name(layer), ed.templates.flat, ed.hp.value_options
+            model, tok, spec, [request], spec.mlp_name(layer), ed.templates.flat, ValueOptions.from_hparams(ed.hp)
         )
         delta = ed.delta(request)
         from editors.core.weights import add_to_weight

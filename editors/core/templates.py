@@ -36,6 +36,12 @@ class ContextTemplates:
     def to_list(self) -> list[list[str]]:
         return [list(g) for g in self.groups]
 
+    @classmethod
+    def from_state(cls, state: dict) -> ContextTemplates | None:
+        """Templates saved in an editor's ``state_dict`` under "templates" (None if absent)."""
+        groups = state.get("templates")
+        return cls(tuple(tuple(g) for g in groups)) if groups else None
+
 
 def generate_context_templates(
     model,

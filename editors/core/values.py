@@ -43,6 +43,13 @@ class ValueOptions:
     kl_factor: float
     fact_token: str = "subject_last"
 
+    @classmethod
+    def from_hparams(cls, hp) -> ValueOptions:
+        """The value knobs of any editor hparams that carry the reference's field names."""
+        return cls(
+            hp.v_num_grad_steps, hp.v_lr, hp.v_weight_decay, hp.clamp_norm_factor, hp.kl_factor, hp.fact_token
+        )
+
 
 @dataclass
 class _Rows:

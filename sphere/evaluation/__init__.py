@@ -11,6 +11,7 @@ from sphere.evaluation.scoring import ContinuationScore, score_continuations
 from sphere.evaluation.zsre import evaluate_zsre
 
 __all__ = [
+    "HEADLINE",
     "ContinuationScore",
     "aggregate",
     "evaluate_counterfact",
@@ -18,6 +19,16 @@ __all__ = [
     "evaluate_zsre",
     "score_continuations",
 ]
+
+# The columns a run reports first: both conventions (probability comparison, then top-1).
+HEADLINE = (
+    "efficacy",
+    "generalization",
+    "specificity",
+    "efficacy_top1",
+    "generalization_top1",
+    "specificity_top1",
+)
 
 # paper column -> per-record group name (rewrite/paraphrase/neighborhood)
 _COLUMNS = (("efficacy", "rewrite"), ("generalization", "paraphrase"), ("specificity", "neighborhood"))
