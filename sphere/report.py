@@ -35,12 +35,15 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     he_keys = sorted({k for r in rows for k in r if k.startswith("he/")}, key=lambda k: int(k.split("_")[-1]))
     if he_keys:
         fig, ax = plt.subplots(figsize=(6, 4))
+        # Relative change from the unedited model: absolute HE differs across layers by far more
+        # than edits move it, so raw values plot as flat lines.
         for k in he_keys:
             pts = sorted({r["n_edits"]: r[k] for r in rows if k in r}.items())
-            ax.plot(*zip(*pts), marker=".", label=k.replace("he/", ""))
-        ax.set(
-            xlabel="number of edits", ylabel="HE (normalised)", title="hyperspherical energy of edited layers"
-        )
+            base = pts[0][1] or 1.0
+            changes = [100.0 * (v - base) / base for _, v in pts]
+            ax.plot([n for n, _ in pts], changes, marker=".", label=k.replace("he/", ""))
+        ax.axhline(0.0, color="grey", linewidth=0.5)
+        ax.set(xlabel="number of edits", ylabel="HE change from unedited (%)", title="hyperspherical energy")
         ax.legend(fontsize=7)
         fig.tight_layout()
         written.append(run_dir / "he_vs_edits.png")

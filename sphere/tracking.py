@@ -47,6 +47,7 @@ class Tracker:
         resume_from_edits: int | None = None,
     ):
         self.out_dir = out_dir
+        out_dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = out_dir / "metrics.jsonl"
         if resume_from_edits is not None and self.metrics_path.exists():
             # Drop rows past the checkpoint: the resumed run will log them again.

@@ -129,7 +129,13 @@ def test_rome_writes_z_at_k_star_exactly(tmp_path, config_tiny_llama):
         run.editor.setup()
         layer, spec, ed = run.layers[0], run.spec, run.editor
         z, _ = compute_target_values(
-            model, tok, spec, [request], spec.mlp_name(layer), ed.templates.flat, ValueOptions.from_hparams(ed.hp)
+            model,
+            tok,
+            spec,
+            [request],
+            spec.mlp_name(layer),
+            ed.templates.flat,
+            ValueOptions.from_hparams(ed.hp),
         )
         delta = ed.delta(request)
         from editors.core.weights import add_to_weight
@@ -249,3 +255,59 @@ def test_unknown_editor_suggests_a_name():
 
     with pytest.raises(UnknownEditorError, match="did you mean 'memit'"):
         get_editor("memt")
+
+
+@pytest.mark.parametrize("editor", ["alphaedit"])
+def test_killed_run_resumes_to_the_same_result(tmp_path, config_tiny_llama, editor):
+    """Kill a run after its first batch, resume it, and get the uninterrupted run's weights and metrics."""
+    model, tok = config_tiny_llama
+    overrides = (
+        "model=tiny-llama",
+        f"editor={editor}",
+        "sphere=on",
+        "dataset.limit=8",
+        "dataset.batch_size=4",
+    )
+    (tmp_path / "full").mkdir()
+    full, _ = edit_run(tmp_path / "full", config_tiny_llama, *overrides)
+
+    s = settings(f"dataset.path={DISTINCT8}", *overrides, tmp=tmp_path / "full")  # same statistics cache
+    records = load_records(s.dataset.kind, s.dataset.path, limit=8)
+    out = tmp_path / "killed"
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    try:
+        run = SequentialRun(s, model, tok, "tiny-llama-test", records, out)
+        real_apply, calls = run.editor.apply, []
+
+        def dying_apply(requests):
+            calls.append(1)
+            if len(calls) == 2:
+                raise KeyboardInterrupt  # the job is killed during the second batch
+            return real_apply(requests)
+
+        run.editor.apply = dying_apply
+        with pytest.raises(KeyboardInterrupt):
+            run.run(Tracker(out, s.logger, run_name="t", group="g", tags=[], config={}))
+        with torch.no_grad():  # a new process starts from the unedited model
+            for n, p in model.named_parameters():
+                p.copy_(before[n])
+        s.run.resume = True
+        resumed_run = SequentialRun(s, model, tok, "tiny-llama-test", records, out)
+        resumed = resumed_run.run(
+            Tracker(out, s.logger, run_name="t", group="g", tags=[], config={}, resume_from_edits=4)
+        )
+        for key in ("efficacy", "generalization", "specificity"):
+            assert resumed[key] == pytest.approx(full[key])
+        assert resumed["he"] == pytest.approx(full["he"], rel=1e-6)
+        rows = [r["n_edits"] for r in resumed_run_rows(out)]
+        assert rows == [0, 4, 8, 8]  # pre, batch 1 (before the kill), batch 2, final: nothing twice
+    finally:
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                p.copy_(before[n])
+
+
+def resumed_run_rows(out: Path) -> list[dict]:
+    import json
+
+    return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
