@@ -124,9 +124,11 @@ class DatasetConfig:
     batch_size: int = 5
     shuffle: bool = False
     skip_malformed: bool = False
+    zsre_target: str = "answers"
 
     def __post_init__(self) -> None:
         _choice("dataset.kind", self.kind, ("counterfact", "zsre"))
+        _choice("dataset.zsre_target", self.zsre_target, ("answers", "alt"))
         if self.batch_size < 1:
             raise ConfigError(f"dataset.batch_size={self.batch_size} must be >= 1")
         if self.limit is not None and self.limit < 1:

@@ -41,6 +41,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         s.dataset.path,
         limit=None if s.dataset.shuffle else s.dataset.limit,
         skip_malformed=s.dataset.skip_malformed,
+        zsre_target=s.dataset.zsre_target,
     )
     if s.dataset.shuffle:
         random.Random(s.run.seed).shuffle(records)

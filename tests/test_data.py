@@ -215,11 +215,11 @@ def test_zsre_schema(tmp_path):
     assert [r.case_id for r in records] == [0, 1]  # row index, duplicates by content are fine
     r = records[0]
     assert (r.kind, r.prompt, r.subject) == ("zsre", "When was the inception of {}?", ZSRE_RECORD["subject"])
-    assert (r.target_new, r.target_true) == ("2006", None)
+    assert (r.target_new, r.target_true) == ("1998", None)  # answers[0], as the reference
     assert r.paraphrase_prompts == (ZSRE_RECORD["rephrase"],)
     assert r.neighborhood_prompts == (ZSRE_RECORD["loc"] + "?",)
     assert r.neighborhood_targets == ("The String",)
-    assert read_zsre(tmp_path / "z.json", target="answers")[0].target_new == "1998"
+    assert read_zsre(tmp_path / "z.json", target="alt")[0].target_new == "2006"
 
 
 def test_zsre_malformed(tmp_path, caplog):
@@ -297,7 +297,7 @@ def test_zsre_sample():
         assert row["subject"] in row["src"]
         assert r.case_id == i and r.kind == "zsre" and r.target_true is None
         assert r.request.text == row["src"]
-        assert r.target_new == row["alt"]
+        assert r.target_new == row["answers"][0]
         assert r.neighborhood_prompts[0].endswith("?") and r.neighborhood_targets == (row["loc_ans"],)
 
 

@@ -67,7 +67,11 @@ def _missing_hint(name_or_path: str | Path, path: Path) -> str:
 
 
 def load_records(
-    kind: str, path: str | Path, limit: int | None = None, skip_malformed: bool = False
+    kind: str,
+    path: str | Path,
+    limit: int | None = None,
+    skip_malformed: bool = False,
+    zsre_target: str = "answers",
 ) -> list[EditRecord]:
     """Records of a CounterFact/MultiCounterFact (``kind="counterfact"``) or ZsRE (``kind="zsre"``) file.
 
@@ -79,4 +83,6 @@ def load_records(
     resolved = resolve_data_path(path)
     if not resolved.is_file():
         raise FileNotFoundError(f"dataset file {resolved} not found; {_missing_hint(path, resolved)}")
+    if kind == "zsre":
+        return read_zsre(resolved, limit=limit, skip_malformed=skip_malformed, target=zsre_target)
     return _READERS[kind](resolved, limit=limit, skip_malformed=skip_malformed)

@@ -57,12 +57,13 @@ def read_zsre(
     path: str | Path,
     limit: int | None = None,
     skip_malformed: bool = False,
-    target: ZsreTarget = "alt",
+    target: ZsreTarget = "answers",
 ) -> list[EditRecord]:
     """All (or the first ``limit`` valid) ZsRE records; ``case_id`` is the row index in the file.
 
-    ``target="alt"`` (default) edits towards MEND's alternative answer, as EasyEdit does;
-    ``target="answers"`` uses ``answers[0]`` as ROME/MEMIT/AlphaEdit's ``MENDQADataset`` does.
+    ``target="answers"`` (default) uses ``answers[0]``, as ROME/MEMIT/AlphaEdit/SPHERE's
+    ``MENDQADataset`` does (the papers' ZsRE numbers); ``target="alt"`` edits towards MEND's
+    alternative answer, as EasyEdit does.
     Malformed records raise ``MalformedRecordError`` (a ``ValueError``) unless ``skip_malformed``.
     """
     if target not in ("alt", "answers"):
