@@ -28,6 +28,7 @@ def run_tiny(tmp_path: Path, *overrides: str, model: str = "tiny-llama") -> dict
     proc = sphere_edit(
         f"model={model}",
         "logger=none",
+        f"dataset.path={ROOT / 'tests' / 'assets' / 'counterfact_distinct8.json'}",  # see tests/assets/README.md
         "dataset.limit=8",
         "dataset.batch_size=4",
         "run.plots=false",
