@@ -44,6 +44,15 @@ def save_checkpoint(path: Path, *, weights, w0, editor_state, transform_states, 
     atomic_write(path / FILENAME, lambda tmp: save_file(tensors, tmp, metadata={"state": json.dumps(meta)}))
 
 
+def checkpoint_progress(path: Path) -> dict[str, Any] | None:
+    """The progress record of a checkpoint, read from its header alone (no tensors loaded)."""
+    f = path / FILENAME
+    if not f.exists():
+        return None
+    with safe_open(str(f), framework="pt") as sf:
+        return json.loads(sf.metadata()["state"])["progress"]
+
+
 def load_checkpoint(path: Path) -> dict[str, Any] | None:
     f = path / FILENAME
     if not f.exists():

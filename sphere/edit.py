@@ -75,10 +75,10 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
 
 
 def _resumed_edits(out_dir: Path) -> int | None:
-    from sphere.checkpoint import load_checkpoint
+    from sphere.checkpoint import checkpoint_progress
 
-    state = load_checkpoint(out_dir / "checkpoint")
-    return None if state is None else int(state["progress"]["n_edits"])
+    progress = checkpoint_progress(out_dir / "checkpoint")
+    return None if progress is None else int(progress["n_edits"])
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="edit", version_base="1.3")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
@@ -237,7 +236,7 @@ class SequentialRun:
             transform_states=[
                 t.state_dict() if hasattr(t, "state_dict") else {} for t in self.editor.transforms
             ],
-            progress={**progress, "rng": random.getstate()[1][0]},
+            progress=progress,
         )
 
     def _restore(self, state: dict[str, Any]) -> dict[str, Any]:
