@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-stamp
 export HF_HUB_DISABLE_TELEMETRY := 1
 export WANDB_SILENT := true
 
-.PHONY: help setup run test test-slow lint format bench clean
+.PHONY: help setup run test test-unit test-slow lint format typecheck precommit bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -30,8 +30,11 @@ setup: $(STAMP) ## create .venv with everything installed (torch first, then the
 run: setup ## edit SmolLM2-135M with MEMIT + SPHERE on bundled CounterFact (ARGS="key=value ..." to override)
 	$(BIN)/sphere-edit $(ARGS)
 
-test: setup ## run the fast test suite (CPU, offline)
+test: setup ## unit + integration tiers (CPU, offline; see tests/conftest.py for the tiers)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q $(ARGS)
+
+test-unit: setup ## the unit tier alone (seconds: math, parsers, configs, registries)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not integration and not slow and not gpu" $(ARGS)
 
 test-slow: setup ## run the long checks too (50 sequential edits per editor, SmolLM2 runs)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "slow or not slow" $(ARGS)
@@ -39,6 +42,12 @@ test-slow: setup ## run the long checks too (50 sequential edits per editor, Smo
 lint: setup ## ruff check + format check
 	$(BIN)/ruff check sphere editors scripts tests
 	$(BIN)/ruff format --check sphere editors scripts tests
+
+typecheck: setup ## mypy on the packages
+	$(BIN)/mypy editors sphere
+
+precommit: setup ## every pre-commit gate on the whole tree (ruff, yaml/toml, large files, mypy)
+	$(BIN)/pre-commit run --all-files
 
 format: setup ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix sphere editors scripts tests

@@ -1,148 +1,84 @@
 """MEMIT (Meng et al., 2023): spread each batch's residual over several layers by least squares.
 
-Spec §2.2. For layer l_i (ascending) with keys K and residual R = Z − H_L:
-ΔW_i = R_iᵀ K (λC + KᵀK)⁻¹ with R_i = R / (#layers − i). Later layers see earlier layers' updates
-(applied temporarily, then restored); the caller's ``step`` transforms (SPHERE) act afterwards.
+Algorithm (spec §2.2), per batch of requests:
+  1. z = target values at the last edited layer (``compute_target_values``);
+  2. for each edited layer l_i, ascending: K = keys at l_i, R_i = (Z − H_L) / (#layers − i),
+     ΔW_i = R_iᵀ K (λC_i + KᵀK)⁻¹, applied temporarily so later layers see it (``spread_residual``);
+  3. the batch's ΔW are committed together (``step`` transforms such as SPHERE act here).
+C_i = E[k kᵀ] over a text corpus, collected once on the unedited model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from editors.core.context import EditContext, commit_step
-from editors.core.keys import compute_keys, subject_outputs
-from editors.core.requests import EditRequest
+from editors.core.context import EditContext
+from editors.core.hparams import HELP, knob
 from editors.core.solvers import memit_delta
-from editors.core.templates import ContextTemplates, generate_context_templates
-from editors.core.values import ValueOptions, compute_target_values
-from editors.core.weights import LayerUpdate, UpdateTransform, apply_transforms, read_weight, write_weight
+from editors.core.spread import SPREAD_PLACEMENT, SpreadEditor
 from editors.registry import register_editor
 
 
 @dataclass
 class MEMITHParams:
-    """MEMIT knobs; names and defaults follow the reference hparams (GPT-2 XL / generic)."""
+    """MEMIT knobs; defaults follow the reference's generic (GPT-2 XL) hparams."""
 
-    layers: list[int] = field(default_factory=lambda: [4, 5, 6, 7, 8])
-    v_num_grad_steps: int = 25
-    v_lr: float = 0.5
-    v_weight_decay: float = 0.5
-    clamp_norm_factor: float = 0.75
-    kl_factor: float = 0.0625
-    mom2_update_weight: float = 15000.0
-    fact_token: str = "subject_last"
-    context_template_length_params: list[list[int]] = field(default_factory=lambda: [[10, 5]])
-    solver_dtype: str = "float64"
+    layers: list[int] = knob([4, 5, 6, 7, 8], HELP["layers"])
+    v_num_grad_steps: int = knob(25, HELP["v_num_grad_steps"])
+    v_lr: float = knob(0.5, HELP["v_lr"])
+    v_weight_decay: float = knob(0.5, HELP["v_weight_decay"])
+    clamp_norm_factor: float = knob(0.75, HELP["clamp_norm_factor"])
+    kl_factor: float = knob(0.0625, HELP["kl_factor"])
+    mom2_update_weight: float = knob(15000.0, HELP["mom2_update_weight"])
+    fact_token: str = knob("subject_last", HELP["fact_token"])
+    context_template_length_params: list[list[int]] = knob([[10, 5]], HELP["context_template_length_params"])
+    solver_dtype: str = knob("float64", HELP["solver_dtype"])
 
     def __post_init__(self) -> None:
         if not self.layers or sorted(set(self.layers)) != list(self.layers):
-            raise ValueError(
-                f"editor.layers={self.layers} must be a non-empty ascending list of distinct layers"
-            )
+            raise ValueError(f"layers={self.layers} must be a non-empty ascending list of distinct layers")
         if self.v_num_grad_steps < 1:
-            raise ValueError(f"editor.v_num_grad_steps={self.v_num_grad_steps} must be >= 1")
+            raise ValueError(f"v_num_grad_steps={self.v_num_grad_steps} must be >= 1")
         if self.mom2_update_weight < 0:
-            raise ValueError(f"editor.mom2_update_weight={self.mom2_update_weight} must be >= 0")
+            raise ValueError(f"mom2_update_weight={self.mom2_update_weight} must be >= 0")
+        if self.solver_dtype not in ("float32", "float64"):
+            raise ValueError(f"solver_dtype={self.solver_dtype!r} must be float32 or float64")
 
 
-def make_templates(ctx: EditContext, length_params, flat: bool) -> ContextTemplates:
-    return generate_context_templates(ctx.model, ctx.tok, length_params, seed=ctx.seed, flat=flat)
+class MemitSolve:
+    """ΔW_l = R_lᵀ K (λC_l + KᵀK)⁻¹: the minimiser of ‖ΔW Kᵀ − Rᵀ‖² + λ tr(ΔW C_l ΔWᵀ)."""
+
+    wants_edited_keys = False
+
+    def __init__(self, lam: float, dtype: torch.dtype) -> None:
+        self.lam, self.dtype = lam, dtype
+        self.cov: dict[int, torch.Tensor] = {}
+
+    def setup(self, ctx: EditContext, layers: Sequence[int]) -> None:
+        self.cov = ctx.stats(layers)
+
+    def __call__(self, layer: int, keys: torch.Tensor, resid: torch.Tensor) -> torch.Tensor:
+        return memit_delta(keys, resid, self.cov[layer], self.lam, self.dtype)
+
+    def remember(self, keys: dict[int, torch.Tensor]) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}  # C comes from the run's statistics cache
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
 
 
-def memit_deltas(
-    ctx: EditContext,
-    hp: MEMITHParams,
-    templates: ContextTemplates,
-    requests: Sequence[EditRequest],
-    transforms: Sequence[UpdateTransform],
-) -> dict[int, torch.Tensor]:
-    """This batch's ΔW per layer; the model is left exactly as it was on entry."""
-    model, tok, spec = ctx.model, ctx.tok, ctx.spec
-    z_block = spec.block_name(hp.layers[-1])
-    z, _ = compute_target_values(
-        model, tok, spec, requests, z_block, templates.flat, ValueOptions.from_hparams(hp)
-    )
-    cov = ctx.stats(hp.layers)
-    originals = {layer: read_weight(model, spec, layer) for layer in hp.layers}
-    deltas: dict[int, torch.Tensor] = {}
-    try:
-        for i, layer in enumerate(hp.layers):
-            keys = compute_keys(
-                model,
-                tok,
-                spec,
-                requests,
-                [layer],
-                templates,
-                fact_token=hp.fact_token,
-                batch_size=ctx.forward_batch_size,
-            )[layer]
-            h = subject_outputs(
-                model, tok, z_block, requests, fact_token=hp.fact_token, batch_size=ctx.forward_batch_size
-            )
-            resid = (z - h) / (len(hp.layers) - i)
-            delta = memit_delta(
-                keys, resid, cov[layer], hp.mom2_update_weight, getattr(torch, hp.solver_dtype)
-            )
-            delta = apply_transforms(
-                transforms, "layer", spec.weight_name(layer), layer, originals[layer], delta
-            )
-            deltas[layer] = delta
-            write_weight(model, spec, layer, originals[layer] + delta)  # later layers see it
-    finally:
-        for layer, w in originals.items():
-            write_weight(model, spec, layer, w)
-    return deltas
+def memit_solve(hp: MEMITHParams) -> MemitSolve:
+    return MemitSolve(hp.mom2_update_weight, getattr(torch, hp.solver_dtype))
 
 
-@register_editor("memit")
-class MEMIT:
-    """Mass-editing memory in a transformer; SPHERE, if on, projects each batch's ΔW (``step``).
-
-    Editors built on MEMIT's solve (RECT, PRUNE) override ``own_transforms`` and, for PRUNE's
-    feedback variant, ``commit``; nothing else.
-    """
-
-    HParams = MEMITHParams
-
-    def __init__(self, hp: MEMITHParams, ctx: EditContext):
-        self.hp, self.ctx = hp, ctx
-        # The editor's own transforms come first: "RECT then SPHERE" (spec §3.2).
-        self.transforms: list[UpdateTransform] = [*self.own_transforms(), *ctx.transforms]
-        self.templates: ContextTemplates | None = None
-
-    @classmethod
-    def sphere_defaults(cls, hp) -> tuple[str, str]:
-        """(point, reference) where the reference code applies SPHERE for this editor (spec §3.2)."""
-        return "step", "current"
-
-    def own_transforms(self) -> list[UpdateTransform]:
-        return []
-
-    @property
-    def layers(self) -> list[int]:
-        return list(self.hp.layers)
-
-    def setup(self) -> None:
-        """Work on the unedited model: context templates and key statistics."""
-        self.templates = self.templates or make_templates(
-            self.ctx, self.hp.context_template_length_params, False
-        )
-        self.ctx.stats(self.hp.layers)
-
-    def apply(self, requests: Sequence[EditRequest]) -> list[LayerUpdate]:
-        self.setup()
-        assert self.templates is not None
-        return self.commit(memit_deltas(self.ctx, self.hp, self.templates, requests, self.transforms))
-
-    def commit(self, deltas: dict[int, torch.Tensor]) -> list[LayerUpdate]:
-        return commit_step(self.ctx, deltas, self.transforms)
-
-    def state_dict(self) -> dict:
-        return {"templates": self.templates.to_list() if self.templates else None}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.templates = ContextTemplates.from_state(state) or self.templates
+@register_editor("memit", hparams=MEMITHParams, placement=SPREAD_PLACEMENT)
+def memit(hp: MEMITHParams, ctx: EditContext) -> SpreadEditor:
+    """Least squares spread over several layers (Meng et al., 2023)."""
+    return SpreadEditor(hp, ctx, memit_solve(hp))

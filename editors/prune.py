@@ -1,13 +1,13 @@
 """PRUNE (Ma et al., 2025): restrain the large singular values of the accumulated edit (spec §2.3).
 
 The accumulated edit Δ = W − W₀ is decomposed, Δ = U diag(σ) Vᵀ, and every σ_j above σ_max(W₀) is
-shrunk to ln σ_j − ln σ_max(W₀) + σ_max(W₀). Two semantics:
+shrunk to ln σ_j − ln σ_max(W₀) + σ_max(W₀). Editing itself is MEMIT's. Two semantics:
 
-* ``feedback: false`` (the reference, default): editing runs plain MEMIT; the restraint (then
-  SPHERE with W₀ as reference) is applied to the weights that are evaluated and saved — a
-  ``readout`` transform — and never fed back into later edits.
-* ``feedback: true``: after every batch the live weights become W₀ + T(W − W₀), so later edits are
-  computed on the restrained model.
+* ``feedback: false`` (the reference, default): the restraint (then SPHERE with W₀ as reference) is
+  applied to the weights that are evaluated and saved — a ``readout`` transform — and never fed
+  back into later edits.
+* ``feedback: true``: after every batch the live weights become W₀ + T(W − W₀)
+  (``commit_accumulated``), so later edits are computed on the restrained model.
 """
 
 from __future__ import annotations
@@ -17,16 +17,13 @@ from dataclasses import dataclass
 
 import torch
 
+from editors.core.context import EditContext, commit_accumulated, commit_step
+from editors.core.hparams import knob
+from editors.core.protocol import Placement
 from editors.core.solvers import full_precision
-from editors.core.weights import (
-    LayerUpdate,
-    TransformPoint,
-    UpdateTransform,
-    apply_transforms,
-    read_weight,
-    write_weight,
-)
-from editors.memit import MEMIT, MEMITHParams
+from editors.core.spread import SPREAD_POINTS, SpreadEditor
+from editors.core.weights import TransformPoint
+from editors.memit import MEMITHParams, memit_solve
 from editors.registry import register_editor
 
 
@@ -73,51 +70,25 @@ class PruneRestraint:
 
 @dataclass
 class PRUNEHParams(MEMITHParams):
-    """MEMIT's knobs plus where the restraint acts (see module docstring)."""
+    """MEMIT's knobs plus where the restraint acts (see the module docstring)."""
 
-    feedback: bool = False
+    feedback: bool = knob(False, "write the restrained weights back after every batch (reference: false)")
 
 
-@register_editor("prune")
-class PRUNE(MEMIT):
-    """MEMIT with PRUNE's restraint on the accumulated edit; SPHERE projects it with U from W₀."""
+def prune_placement(hp: PRUNEHParams) -> Placement:
+    """SPHERE goes where the restraint goes, with U from W₀ (the reference's PRUNE + SPHERE)."""
+    point: TransformPoint = "step" if hp.feedback else "readout"
+    return Placement(points=SPREAD_POINTS, default_point=point, default_reference="pretrained")
 
-    HParams = PRUNEHParams
 
-    @classmethod
-    def sphere_defaults(cls, hp) -> tuple[str, str]:
-        return ("step" if hp.feedback else "readout"), "pretrained"
-
-    def own_transforms(self) -> list[UpdateTransform]:
-        return [PruneRestraint(point="step" if self.hp.feedback else "readout")]
-
-    def setup(self) -> None:
-        super().setup()
-        if not hasattr(self, "w0"):
-            self.w0 = {
-                layer: read_weight(self.ctx.model, self.ctx.spec, layer).cpu() for layer in self.layers
-            }
-
-    def commit(self, deltas: dict[int, torch.Tensor]) -> list[LayerUpdate]:
-        if not self.hp.feedback:
-            return super().commit(deltas)
-        # Feedback: W ← W₀ + T(W + ΔW − W₀), with every step transform acting on the accumulated edit.
-        model, spec = self.ctx.model, self.ctx.spec
-        updates = []
-        for layer, delta in deltas.items():
-            live = read_weight(model, spec, layer)
-            w0 = self.w0[layer].to(live.device)
-            name = spec.weight_name(layer)
-            acc = apply_transforms(self.transforms, "step", name, layer, w0, live + delta - w0)
-            write_weight(model, spec, layer, w0 + acc)
-            updates.append(LayerUpdate(layer=layer, name=name, delta=w0 + acc - live))
-        return updates
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), **{f"w0.{k}": v for k, v in getattr(self, "w0", {}).items()}}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        w0 = {int(k[3:]): v for k, v in state.items() if k.startswith("w0.")}
-        if w0:
-            self.w0 = w0
+@register_editor("prune", hparams=PRUNEHParams, placement=prune_placement)
+def prune(hp: PRUNEHParams, ctx: EditContext) -> SpreadEditor:
+    """MEMIT with the singular values of the accumulated edit log-restrained (Ma et al., 2025)."""
+    point: TransformPoint = "step" if hp.feedback else "readout"
+    return SpreadEditor(
+        hp,
+        ctx,
+        memit_solve(hp),
+        own_transforms=[PruneRestraint(point=point)],
+        commit=commit_accumulated if hp.feedback else commit_step,
+    )

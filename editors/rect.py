@@ -1,6 +1,10 @@
-"""RECT (Gu et al., 2024): keep only the entries of each MEMIT update with the largest relative
-change |ΔW / W|, zero the rest (spec §2.4). SPHERE, if on, projects the sparsified update
-(which makes it dense again, as in the reference)."""
+"""RECT (Gu et al., 2024): MEMIT whose per-batch update keeps only the entries with the largest
+relative change |ΔW / W| (spec §2.4).
+
+Algorithm, per batch: MEMIT's ΔW (``spread_residual`` with ``MemitSolve``); then ``RectMask`` zeroes
+all but the top 40 % of entries by ρ = |ΔW / (W + eps)|; then SPHERE, if on, projects the sparse
+update (which makes it dense again, as in the reference); then the update is added.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,18 @@ from dataclasses import dataclass
 
 import torch
 
+from editors.core.context import EditContext
+from editors.core.hparams import knob
 from editors.core.solvers import full_precision
-from editors.core.weights import TransformPoint, UpdateTransform
-from editors.memit import MEMIT, MEMITHParams
+from editors.core.spread import SPREAD_PLACEMENT, SpreadEditor
+from editors.core.weights import TransformPoint
+from editors.memit import MEMITHParams, memit_solve
 from editors.registry import register_editor
+
+
+def check_keep_fraction(keep_fraction: float) -> None:
+    if not 0.0 < keep_fraction <= 1.0:
+        raise ValueError(f"keep_fraction={keep_fraction!r} must be in (0, 1] (paper: 0.4)")
 
 
 class RectMask:
@@ -24,8 +36,7 @@ class RectMask:
     """
 
     def __init__(self, keep_fraction: float = 0.4, eps: float = 1e-8, point: TransformPoint = "step") -> None:
-        if not 0.0 < keep_fraction <= 1.0:
-            raise ValueError(f"editor.keep_fraction={keep_fraction!r} must be in (0, 1] (paper: 0.4)")
+        check_keep_fraction(keep_fraction)
         self.keep_fraction, self.eps, self.point = float(keep_fraction), eps, point
 
     def __repr__(self) -> str:
@@ -48,21 +59,16 @@ class RectMask:
 
 @dataclass
 class RECTHParams(MEMITHParams):
-    """MEMIT's knobs plus the share of entries RECT keeps (paper and project page: top 40 %)."""
+    """MEMIT's knobs plus the share of entries RECT keeps."""
 
-    keep_fraction: float = 0.4
+    keep_fraction: float = knob(0.4, "share of ΔW's entries kept, by relative change (paper: top 40 %)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0.0 < self.keep_fraction <= 1.0:
-            raise ValueError(f"editor.keep_fraction={self.keep_fraction} must be in (0, 1] (paper: 0.4)")
+        check_keep_fraction(self.keep_fraction)
 
 
-@register_editor("rect")
-class RECT(MEMIT):
-    """MEMIT whose per-batch update is sparsified by relative change before SPHERE and writing."""
-
-    HParams = RECTHParams
-
-    def own_transforms(self) -> list[UpdateTransform]:
-        return [RectMask(self.hp.keep_fraction, point="step")]
+@register_editor("rect", hparams=RECTHParams, placement=SPREAD_PLACEMENT)
+def rect(hp: RECTHParams, ctx: EditContext) -> SpreadEditor:
+    """MEMIT with each update sparsified by relative change before SPHERE (Gu et al., 2024)."""
+    return SpreadEditor(hp, ctx, memit_solve(hp), own_transforms=[RectMask(hp.keep_fraction, point="step")])

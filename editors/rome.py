@@ -11,17 +11,19 @@ k*, W k* = input and output of the edited matrix at the subject of the bare prom
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from editors.core.context import EditContext, commit_step
+from editors.core.hparams import HELP, knob
 from editors.core.keys import compute_keys, read_at_subject
+from editors.core.protocol import Placement
 from editors.core.requests import EditRequest
 from editors.core.solvers import full_precision
-from editors.core.templates import ContextTemplates, generate_context_templates
+from editors.core.templates import ContextTemplates
 from editors.core.values import ValueOptions, compute_target_values
-from editors.core.weights import LayerUpdate, UpdateTransform
+from editors.core.weights import LayerUpdate, TransformPoint, UpdateTransform
 from editors.registry import register_editor
 
 
@@ -29,21 +31,21 @@ from editors.registry import register_editor
 class ROMEHParams:
     """ROME knobs; defaults are the reference's GPT-2 XL file, per-model values in editor_model/."""
 
-    layers: list[int] = field(default_factory=lambda: [5])
-    v_num_grad_steps: int = 20
-    v_lr: float = 0.5
-    v_weight_decay: float = 0.5
-    clamp_norm_factor: float = 4.0
-    kl_factor: float = 0.0625
-    mom2_adjustment: bool = True
-    fact_token: str = "subject_last"
-    context_template_length_params: list[list[int]] = field(default_factory=lambda: [[5, 10], [10, 10]])
+    layers: list[int] = knob([5], "the one edited layer; set per model in configs/model/<model>.yaml")
+    v_num_grad_steps: int = knob(20, HELP["v_num_grad_steps"])
+    v_lr: float = knob(0.5, HELP["v_lr"])
+    v_weight_decay: float = knob(0.5, HELP["v_weight_decay"])
+    clamp_norm_factor: float = knob(4.0, HELP["clamp_norm_factor"])
+    kl_factor: float = knob(0.0625, HELP["kl_factor"])
+    mom2_adjustment: bool = knob(True, "u = C⁻¹k̄ (true) or k̄ (false) as the update's key direction")
+    fact_token: str = knob("subject_last", HELP["fact_token"])
+    context_template_length_params: list[list[int]] = knob(
+        [[5, 10], [10, 10]], HELP["context_template_length_params"]
+    )
 
     def __post_init__(self) -> None:
         if len(self.layers) != 1:
-            raise ValueError(
-                f"editor.layers={self.layers}: ROME edits exactly one layer, e.g. editor.layers=[5]"
-            )
+            raise ValueError(f"layers={self.layers}: ROME edits exactly one layer, e.g. layers=[5]")
 
 
 def rank_one_delta(
@@ -56,35 +58,24 @@ def rank_one_delta(
         return (torch.outer(z - w_k_star, u) / (u @ k_star)).to(out)
 
 
-@register_editor("rome")
-class ROME:
-    """Rank-one model editing; SPHERE, if on, projects every rank-one ΔW (``step``)."""
+# ROME commits each rank-one update at once: it calls ``step`` transforms (and the run ``readout``).
+ROME_PLACEMENT = Placement(points=frozenset[TransformPoint]({"step", "readout"}), default_point="step")
 
-    HParams = ROMEHParams
+
+@register_editor("rome", hparams=ROMEHParams, placement=ROME_PLACEMENT)
+class ROME:
+    """Rank-one model editing, one fact at a time (Meng et al., 2022)."""
 
     def __init__(self, hp: ROMEHParams, ctx: EditContext):
         self.hp, self.ctx = hp, ctx
+        self.layers: list[int] = list(hp.layers)
         self.transforms: list[UpdateTransform] = list(ctx.transforms)
         self.templates: ContextTemplates | None = None
         self._c_inv: torch.Tensor | None = None
 
-    @classmethod
-    def sphere_defaults(cls, hp) -> tuple[str, str]:
-        return "step", "current"
-
-    @property
-    def layers(self) -> list[int]:
-        return list(self.hp.layers)
-
     def setup(self) -> None:
         if self.templates is None:
-            self.templates = generate_context_templates(
-                self.ctx.model,
-                self.ctx.tok,
-                self.hp.context_template_length_params,
-                seed=self.ctx.seed,
-                flat=True,
-            )
+            self.templates = self.ctx.context_templates(self.hp.context_template_length_params, flat=True)
         if self.hp.mom2_adjustment and self._c_inv is None:
             layer = self.layers[0]
             c = self.ctx.stats([layer])[layer]

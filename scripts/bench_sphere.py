@@ -11,8 +11,8 @@ import time
 
 import torch
 
-from sphere.energy import hyperspherical_energy
-from sphere.projection import principal_directions, project_update
+from sphere.method.energy import hyperspherical_energy
+from sphere.method.projection import principal_directions, project_update
 
 DTYPES = {"auto": None, "float32": torch.float32, "float64": torch.float64}
 

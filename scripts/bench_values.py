@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 
 from editors.core.model_spec import spec_for
 from editors.core.templates import generate_context_templates
 from editors.core.values import ValueOptions, compute_target_values
-from sphere.config import validate
 from sphere.data import load_records
 from sphere.models import load_model
+from sphere.run.config import validate
+from sphere.run.schema import compose_config
 
 
 def timed(fn):
@@ -35,8 +34,7 @@ def timed(fn):
 def main(argv: list[str]) -> None:
     n = int(next((a.split("=")[1] for a in argv if a.startswith("n=")), 8))
     overrides = [a for a in argv if not a.startswith("n=")]
-    with initialize_config_dir(str(Path(__file__).resolve().parent.parent / "configs"), version_base="1.3"):
-        s = validate(compose("edit", overrides=overrides))
+    s = validate(compose_config(overrides))
     model, tok = load_model(s.model)
     spec, hp = spec_for(model), s.editor
     requests = [r.request for r in load_records(s.dataset.kind, s.dataset.path, limit=n)]

@@ -1,4 +1,5 @@
-"""Atomic file writes: a killed run never leaves a half-written output behind."""
+"""Atomic file writes, the project's one way to write a file that must never be half-written
+(outputs, checkpoints, caches, downloads): a killed run leaves the old file or the new one."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are meant to be read by others
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -1,4 +1,4 @@
-"""What an editor is given, and the one way a batch's updates reach the weights."""
+"""What an editor is given, and the two ways a batch's updates reach the weights."""
 
 from __future__ import annotations
 
@@ -9,7 +9,17 @@ import torch
 from torch import nn
 
 from editors.core.model_spec import ModelSpec
-from editors.core.weights import LayerUpdate, UpdateTransform, add_to_weight, apply_transforms, read_weight
+from editors.core.templates import ContextTemplates, generate_context_templates
+from editors.core.tokens import Tokenizer
+from editors.core.weights import (
+    LayerUpdate,
+    UpdateTransform,
+    accumulated_view,
+    add_to_weight,
+    apply_transforms,
+    read_weight,
+    write_weight,
+)
 
 StatsProvider = Callable[[Sequence[int]], dict[int, torch.Tensor]]
 ArtifactCache = Callable[[str, Callable[[], torch.Tensor]], torch.Tensor]
@@ -26,22 +36,41 @@ class EditContext:
     Attributes:
         model, tok, spec: the model being edited, its tokenizer (right-padded) and module layout.
         stats: layers → {layer: C = E[k kᵀ]}, collected on the unedited model and cached by the run.
-        transforms: user update transforms (e.g. SPHERE), each with its ``point``.
+        transforms: update transforms from outside the editor (e.g. SPHERE), each with its ``point``.
         seed: seeds context-template sampling.
         forward_batch_size: sequences per forward when reading keys and representations.
         cached: ``cached(key, compute)`` returns a tensor derived from the unedited model and its
             statistics (e.g. AlphaEdit's projector), from the run's disk cache when present. The
             run scopes keys by model and statistics, so ``key`` only names the artifact.
+        w0: W₀ of the edited layers (CPU, float32), taken by ``remember_pretrained`` before the
+            first edit; PRUNE's restraint and the readout view measure edits against it.
     """
 
     model: nn.Module
-    tok: object
+    tok: Tokenizer
     spec: ModelSpec
     stats: StatsProvider
     transforms: list[UpdateTransform] = field(default_factory=list)
     seed: int = 0
     forward_batch_size: int = 64
     cached: ArtifactCache = _no_cache
+    w0: dict[int, torch.Tensor] = field(default_factory=dict)
+
+    def context_templates(self, length_params: Sequence[Sequence[int]], *, flat: bool) -> ContextTemplates:
+        """Seeded context templates sampled from this (unedited) model; see ``templates.py``."""
+        return generate_context_templates(self.model, self.tok, length_params, seed=self.seed, flat=flat)
+
+    def remember_pretrained(self, layers: Sequence[int]) -> None:
+        """Snapshot W₀ of ``layers`` (once per layer; later calls keep the first snapshot)."""
+        for layer in layers:
+            if layer not in self.w0:
+                self.w0[layer] = read_weight(self.model, self.spec, layer).cpu()
+
+    def pretrained(self, layer: int) -> torch.Tensor:
+        """W₀ of ``layer`` on the model's device."""
+        if layer not in self.w0:
+            raise KeyError(f"W₀ of layer {layer} was not snapshotted before editing (remember_pretrained)")
+        return self.w0[layer]
 
 
 def commit_step(
@@ -56,4 +85,23 @@ def commit_step(
         )
         add_to_weight(ctx.model, ctx.spec, layer, delta)
         updates.append(LayerUpdate(layer=layer, name=name, delta=delta))
+    return updates
+
+
+def commit_accumulated(
+    ctx: EditContext, deltas: dict[int, torch.Tensor], transforms: Sequence[UpdateTransform]
+) -> list[LayerUpdate]:
+    """W ← W₀ + T(W + ΔW − W₀): the ``step`` transforms act on the whole accumulated edit.
+
+    PRUNE with feedback: later edits are computed on the restrained model.
+    """
+    updates = []
+    for layer, delta in deltas.items():
+        live = read_weight(ctx.model, ctx.spec, layer)
+        name = ctx.spec.weight_name(layer)
+        new = accumulated_view(
+            transforms, "step", name, layer, ctx.pretrained(layer).to(live.device), live + delta
+        )
+        write_weight(ctx.model, ctx.spec, layer, new)
+        updates.append(LayerUpdate(layer=layer, name=name, delta=new - live))
     return updates

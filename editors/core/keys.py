@@ -11,7 +11,7 @@ from editors.core.model_spec import ModelSpec, model_device
 from editors.core.nethook import capture, run_until_stop
 from editors.core.requests import EditRequest
 from editors.core.templates import ContextTemplates
-from editors.core.tokens import encode, gather_rows, lookup_index
+from editors.core.tokens import Tokenizer, encode, gather_rows, lookup_index
 
 
 def fill(template: str, value: str) -> str:
@@ -22,7 +22,7 @@ def fill(template: str, value: str) -> str:
 @torch.no_grad()
 def read_at_subject(
     model: nn.Module,
-    tok,
+    tok: Tokenizer,
     items: Sequence[tuple[str, str]],
     modules: Sequence[str],
     *,
@@ -51,7 +51,7 @@ def read_at_subject(
 
 def compute_keys(
     model: nn.Module,
-    tok,
+    tok: Tokenizer,
     spec: ModelSpec,
     requests: Sequence[EditRequest],
     layers: Sequence[int],
@@ -77,7 +77,7 @@ def compute_keys(
 
 def subject_outputs(
     model: nn.Module,
-    tok,
+    tok: Tokenizer,
     module: str,
     requests: Sequence[EditRequest],
     *,

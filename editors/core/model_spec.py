@@ -8,6 +8,7 @@ substrings (the reference keys LLaMA handling on ``"llama" in _name_or_path``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -56,7 +57,7 @@ class ModelSpec:
         return self.mlp_out.format(layer) + ".weight"
 
 
-_DECODER = dict(
+_DECODER: dict[str, Any] = dict(
     body="model",
     block="model.layers.{}",
     mlp="model.layers.{}.mlp",
@@ -104,12 +105,12 @@ def get_module(model: nn.Module, name: str) -> nn.Module:
 
 
 def num_layers(model: nn.Module) -> int:
-    cfg = model.config
+    cfg: Any = model.config
     return int(getattr(cfg, "num_hidden_layers", None) or cfg.n_layer)
 
 
 def hidden_size(model: nn.Module) -> int:
-    cfg = model.config
+    cfg: Any = model.config
     return int(getattr(cfg, "hidden_size", None) or cfg.n_embd)
 
 

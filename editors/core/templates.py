@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from editors.core.model_spec import model_device
+from editors.core.tokens import Tokenizer
 
 STARTERS = ("The", "Therefore", "Because", "I", "You")
 
@@ -45,7 +46,7 @@ class ContextTemplates:
 
 def generate_context_templates(
     model,
-    tok,
+    tok: Tokenizer,
     length_params: Sequence[Sequence[int]],
     *,
     seed: int,

@@ -8,6 +8,7 @@ token ids: targets are tokenized without special tokens and a leading BOS id is 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, Protocol
 
 import torch
 
@@ -16,13 +17,42 @@ from editors.core.requests import MalformedRequestError
 FACT_TOKENS = ("subject_last", "last")
 
 
-def encode(tok, texts: Sequence[str], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+class Tokenizer(Protocol):
+    """The part of a Hugging Face tokenizer the editors and evaluators use.
+
+    Any ``PreTrainedTokenizer(Fast)`` fits; the protocol documents (and lets mypy check) what code
+    here may rely on, so a tokenizer from another library can be adapted with a small wrapper.
+    """
+
+    @property
+    def bos_token_id(self) -> int | None: ...
+
+    @property
+    def eos_token_id(self) -> int | None: ...
+
+    @property
+    def pad_token_id(self) -> int | None: ...
+
+    def __call__(self, text: Any, **kwargs: Any) -> Any:
+        """Encode text(s); keyword arguments as ``PreTrainedTokenizer.__call__``."""
+        ...
+
+    def decode(self, ids: Any, **kwargs: Any) -> str: ...
+
+    def batch_decode(self, ids: Any, **kwargs: Any) -> list[str]: ...
+
+    def __len__(self) -> int: ...
+
+
+def encode(
+    tok: Tokenizer, texts: Sequence[str], device: torch.device | str = "cpu"
+) -> dict[str, torch.Tensor]:
     """Right-padded ``input_ids``/``attention_mask`` for ``texts``."""
     enc = tok(list(texts), padding=True, return_tensors="pt", padding_side="right")
     return {"input_ids": enc["input_ids"].to(device), "attention_mask": enc["attention_mask"].to(device)}
 
 
-def target_ids(tok, target: str) -> list[int]:
+def target_ids(tok: Tokenizer, target: str) -> list[int]:
     """Token ids of a target continuation (e.g. " Paris"), without BOS."""
     ids = list(tok(target, add_special_tokens=False)["input_ids"])
     if ids and tok.bos_token_id is not None and ids[0] == tok.bos_token_id:
@@ -32,7 +62,7 @@ def target_ids(tok, target: str) -> list[int]:
     return ids
 
 
-def lookup_index(tok, text_template: str, subject: str, fact_token: str = "subject_last") -> int:
+def lookup_index(tok: Tokenizer, text_template: str, subject: str, fact_token: str = "subject_last") -> int:
     """Absolute position (BOS included) of the token whose representation an editor reads.
 
     ``text_template`` is the full text with ``{}`` for the subject. ``subject_last`` is the last

@@ -25,7 +25,7 @@ from editors.core.keys import fill
 from editors.core.model_spec import ModelSpec, get_module, hidden_size, model_device
 from editors.core.nethook import capture, edit_output
 from editors.core.requests import EditRequest
-from editors.core.tokens import encode, lookup_index, target_ids
+from editors.core.tokens import Tokenizer, encode, lookup_index, target_ids
 
 log = logging.getLogger(__name__)
 KL_PROMPT = "{} is a"
@@ -70,13 +70,13 @@ class _Rows:
     slot_weight: torch.Tensor
 
 
-def _build_rows(tok, requests, templates, targets, fact_token, device) -> _Rows:
+def _build_rows(tok: Tokenizer, requests, templates, targets, fact_token, device) -> _Rows:
     texts, lookup, owner = [], [], []
     for i, (r, tgt) in enumerate(zip(requests, targets)):
         prefix = tok.decode(tgt[:-1])
-        for t in [*(fill(t, r.prompt) + prefix for t in templates), KL_PROMPT]:
-            texts.append(fill(t, r.subject))
-            lookup.append(lookup_index(tok, t, r.subject, fact_token))
+        for tpl in [*(fill(t, r.prompt) + prefix for t in templates), KL_PROMPT]:
+            texts.append(fill(tpl, r.subject))
+            lookup.append(lookup_index(tok, tpl, r.subject, fact_token))
             owner.append(i)
     batch = encode(tok, texts, device)
     lengths = batch["attention_mask"].sum(1).tolist()
@@ -115,7 +115,7 @@ def _logits(model: nn.Module, spec: ModelSpec, hidden: torch.Tensor) -> torch.Te
 
 def compute_target_values(
     model: nn.Module,
-    tok,
+    tok: Tokenizer,
     spec: ModelSpec,
     requests: Sequence[EditRequest],
     module: str,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol, cast, runtime_checkable
 
 import torch
 from torch import nn
@@ -38,6 +38,24 @@ class UpdateTransform(Protocol):
     ) -> torch.Tensor: ...
 
 
+@runtime_checkable
+class StatefulTransform(Protocol):
+    """A transform with state that must survive a restart (e.g. SPHERE's W₀ snapshots)."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class MetricTransform(Protocol):
+    """A transform that reports numbers about what it did (e.g. SPHERE's r per layer)."""
+
+    def pop_metrics(self) -> dict[str, float]:
+        """Metrics since the last call (then forgotten, so memory stays bounded over a run)."""
+        ...
+
+
 @dataclass
 class LayerUpdate:
     """One matrix update of one batch: ``delta`` (d_model × d_ff, float32) to add at ``layer``."""
@@ -47,16 +65,21 @@ class LayerUpdate:
     delta: torch.Tensor
 
 
+def weight_param(model: nn.Module, spec: ModelSpec, layer: int) -> torch.Tensor:
+    """The edited matrix's parameter itself (stored layout: Wᵀ for GPT-2's Conv1D)."""
+    return cast(torch.Tensor, get_module(model, spec.weight_module_name(layer)).weight)
+
+
 def read_weight(model: nn.Module, spec: ModelSpec, layer: int) -> torch.Tensor:
     """A float32 copy of the edited matrix of ``layer`` in (d_model × d_ff) layout."""
-    w = get_module(model, spec.weight_module_name(layer)).weight.detach()
+    w = weight_param(model, spec, layer).detach()
     return (w.T if spec.conv1d else w).float().clone()
 
 
 def add_to_weight(model: nn.Module, spec: ModelSpec, layer: int, delta: torch.Tensor) -> None:
     """W += ΔW in place (cast to the model's dtype), after checking ΔW is finite."""
     check_finite(delta, spec.weight_name(layer))
-    param = get_module(model, spec.weight_module_name(layer)).weight
+    param = weight_param(model, spec, layer)
     with torch.no_grad():
         d = (delta.T if spec.conv1d else delta).to(device=param.device, dtype=param.dtype)
         param.add_(d)
@@ -65,17 +88,15 @@ def add_to_weight(model: nn.Module, spec: ModelSpec, layer: int, delta: torch.Te
 def write_weight(model: nn.Module, spec: ModelSpec, layer: int, value: torch.Tensor) -> None:
     """W = value in place (value in d_model × d_ff layout)."""
     check_finite(value, spec.weight_name(layer))
-    param = get_module(model, spec.weight_module_name(layer)).weight
+    param = weight_param(model, spec, layer)
     with torch.no_grad():
         param.copy_((value.T if spec.conv1d else value).to(device=param.device, dtype=param.dtype))
 
 
 def check_finite(t: torch.Tensor, name: str) -> None:
+    """Refuse NaN/Inf before anything is written (the run layer adds which settings to change)."""
     if not torch.isfinite(t).all():
-        raise NonFiniteUpdateError(
-            f"non-finite values in the update of {name}; nothing was written. Lower editor.v_lr or "
-            "raise editor.mom2_update_weight / editor.L2, or run the edit math in float64"
-        )
+        raise NonFiniteUpdateError(f"non-finite values in the update of {name}; nothing was written")
 
 
 def apply_transforms(
@@ -91,3 +112,19 @@ def apply_transforms(
         if t.point == point:
             delta = t(name, layer, reference, delta)
     return delta
+
+
+def accumulated_view(
+    transforms: Sequence[UpdateTransform],
+    point: TransformPoint,
+    name: str,
+    layer: int,
+    w0: torch.Tensor,
+    w: torch.Tensor,
+) -> torch.Tensor:
+    """W₀ + T(W − W₀): the ``point`` transforms applied to the whole edit accumulated since W₀.
+
+    The one definition of PRUNE's view: the run evaluates it at ``readout`` (never fed back), PRUNE
+    with feedback writes it back at ``step``.
+    """
+    return w0 + apply_transforms(transforms, point, name, layer, w0, w - w0)

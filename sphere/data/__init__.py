@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 from sphere.data._io import MalformedRecordError
 from sphere.data.counterfact import read_counterfact
@@ -84,5 +85,5 @@ def load_records(
     if not resolved.is_file():
         raise FileNotFoundError(f"dataset file {resolved} not found; {_missing_hint(path, resolved)}")
     if kind == "zsre":
-        return read_zsre(resolved, limit=limit, skip_malformed=skip_malformed, target=zsre_target)
+        return read_zsre(resolved, limit=limit, skip_malformed=skip_malformed, target=cast(Any, zsre_target))
     return _READERS[kind](resolved, limit=limit, skip_malformed=skip_malformed)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
 from tqdm import tqdm
+
+from sphere.io import atomic_write
 
 log = logging.getLogger("sphere.data.download")
 
@@ -113,14 +114,13 @@ def download(
             return final
         log.warning("%s present but sha256 %s != expected %s; downloading again", final, present, expected)
 
-    dest.mkdir(parents=True, exist_ok=True)
     url = f"{base_url.rstrip('/')}/{filename}"
-    fd, tmp_name = tempfile.mkstemp(dir=dest, prefix=f".{filename}.", suffix=".part")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    digest = ""
+
+    def fetch_verified(tmp: str) -> None:
+        nonlocal digest
         try:
-            digest = _fetch(url, tmp, timeout, progress, filename)
+            digest = _fetch(url, Path(tmp), timeout, progress, filename)
         except urllib.error.HTTPError as err:
             raise DownloadError(f"{url}: HTTP {err.code} {err.reason}; check --base-url") from err
         except urllib.error.URLError as err:
@@ -132,11 +132,8 @@ def download(
                 f"{filename}: sha256 {digest} does not match the expected {expected}; "
                 "the download was deleted (wrong mirror or corrupted transfer)"
             )
-        tmp.chmod(0o644)  # mkstemp creates 0600
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    atomic_write(final, fetch_verified)  # a failed or killed download leaves nothing under its name
     if expected is None:
         log.warning("%s downloaded; sha256 %s could not be verified (no reference hash known)", final, digest)
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from editors.core.tokens import Tokenizer
 from sphere.data.records import EditRecord
 from sphere.evaluation.counterfact import evaluate_counterfact
 from sphere.evaluation.scoring import ContinuationScore, score_continuations
@@ -34,7 +35,9 @@ HEADLINE = (
 _COLUMNS = (("efficacy", "rewrite"), ("generalization", "paraphrase"), ("specificity", "neighborhood"))
 
 
-def evaluate_records(model, tok, records: Sequence[EditRecord], batch_size: int = 32) -> list[dict]:
+def evaluate_records(
+    model, tok: Tokenizer, records: Sequence[EditRecord], batch_size: int = 32
+) -> list[dict]:
     """Per-record metrics for a batch of records of one kind ("counterfact" or "zsre").
 
     Mixed kinds are refused rather than split, because their rows have different keys and

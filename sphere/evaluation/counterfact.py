@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from editors.core.tokens import Tokenizer
 from sphere.data.records import EditRecord
 from sphere.evaluation.scoring import ContinuationScore, score_continuations
 
@@ -40,7 +41,10 @@ def _group_metrics(
     should make the new object likelier) and False for neighbourhood (the true object should stay likelier);
     the argmax metrics are computed on the object that *should* win.
     """
-    success, magnitude, top1, hits = [], [], [], []
+    success: list[float] = []
+    magnitude: list[float] = []
+    top1: list[float] = []
+    hits: list[float] = []
     for new, true in pairs:
         want, other = (new, true) if favour_new else (true, new)
         success.append(float(want.nll < other.nll))
@@ -50,7 +54,9 @@ def _group_metrics(
     return _mean(success), _mean(magnitude), _mean(top1), _mean(hits)
 
 
-def evaluate_counterfact(model, tok, records: Sequence[EditRecord], batch_size: int = 32) -> list[dict]:
+def evaluate_counterfact(
+    model, tok: Tokenizer, records: Sequence[EditRecord], batch_size: int = 32
+) -> list[dict]:
     """Per-record CounterFact metrics, each a mean over that record's prompts of the given group.
 
     Keys: ``case_id``; ``{rewrite,paraphrase,neighborhood}_success`` (rewrite/paraphrase: p_new > p_true,

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
+from editors.core.tokens import Tokenizer
+
 
 @dataclass(frozen=True)
 class ContinuationScore:
@@ -51,7 +53,7 @@ def spaced(target: str) -> str:
     return target if target[:1].isspace() else " " + target
 
 
-def encode_pair(tok, prefix: str, target: str) -> tuple[list[int], list[int]]:
+def encode_pair(tok: Tokenizer, prefix: str, target: str) -> tuple[list[int], list[int]]:
     """Token ids of ``prefix`` (with the tokenizer's special tokens) and of ``spaced(target)`` (without).
 
     The target loses a leading BOS id if the tokenizer adds one anyway (some LLaMA tokenizers ignore
@@ -71,7 +73,7 @@ def encode_pair(tok, prefix: str, target: str) -> tuple[list[int], list[int]]:
     return prefix_ids, target_ids
 
 
-def _pad_id(tok) -> int:
+def _pad_id(tok: Tokenizer) -> int:
     """Id used for right padding; its value never matters because padded positions are masked and unread."""
     for cand in (tok.pad_token_id, tok.eos_token_id):
         if cand is not None:
@@ -80,7 +82,7 @@ def _pad_id(tok) -> int:
 
 
 def score_continuations(
-    model, tok, pairs: Sequence[tuple[str, str]], batch_size: int = 32
+    model, tok: Tokenizer, pairs: Sequence[tuple[str, str]], batch_size: int = 32
 ) -> list[ContinuationScore]:
     """Score every ``(prefix, target)`` pair by teacher forcing, in mini-batches of right-padded sequences.
 

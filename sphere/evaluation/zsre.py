@@ -11,11 +11,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from editors.core.tokens import Tokenizer
 from sphere.data.records import EditRecord
 from sphere.evaluation.scoring import score_continuations
 
 
-def evaluate_zsre(model, tok, records: Sequence[EditRecord], batch_size: int = 32) -> list[dict]:
+def evaluate_zsre(model, tok: Tokenizer, records: Sequence[EditRecord], batch_size: int = 32) -> list[dict]:
     """Per-record ZsRE token accuracies.
 
     Keys: ``case_id``; ``rewrite_acc`` (rewrite prompt vs ``target_new`` tokens), ``paraphrase_acc``

@@ -1,0 +1,51 @@
+"""Hyperparameter fields that carry their own help line (``sphere-edit --describe editor=memit``).
+
+Each editor's knobs are one dataclass; its defaults are the only defaults (YAML files hold only
+per-model values). Knobs shared by several editors take their help from ``HELP`` so the text is
+written once.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import MISSING, Field, field, fields
+from typing import Any
+
+HELP = {
+    "layers": "edited layers (ascending); set per model in configs/model/<model>.yaml",
+    "v_num_grad_steps": "Adam steps of the target-value (z) optimisation",
+    "v_lr": "learning rate of the z optimisation",
+    "v_weight_decay": "weight of the ‖δ‖²/‖h₀‖² penalty in the z loss",
+    "clamp_norm_factor": "‖δ‖ is clamped to this factor × ‖h₀‖",
+    "kl_factor": "weight of the KL term on '{subject} is a' that keeps the subject's meaning",
+    "fact_token": "where keys and values are read: subject_last, subject_first, last",
+    "context_template_length_params": "[[max_tokens, count], ...] of the random prefixes templates add",
+    "mom2_update_weight": "λ: weight of the key covariance C in the least squares (λC + KᵀK)",
+    "solver_dtype": "dtype of the least-squares solve (float64 as the reference's double solve)",
+}
+
+
+def knob(default: Any, help: str) -> Any:
+    """A dataclass field with ``help`` in its metadata; mutable defaults are copied per instance."""
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+def describe(hp_cls: type) -> list[tuple[str, str, Any, str]]:
+    """(name, type, default, help) of every field of a hyperparameter dataclass."""
+    rows = []
+    for f in fields(hp_cls):
+        rows.append((f.name, _type_name(f), field_default(f), f.metadata.get("help", "")))
+    return rows
+
+
+def _type_name(f: Field) -> str:
+    return f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+
+
+def field_default(f: Field) -> Any:
+    """The default a dataclass field gives a new instance (None if it has none)."""
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    return None if f.default is MISSING else f.default

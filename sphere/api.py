@@ -1,0 +1,155 @@
+"""The Python API: edit a model you already hold, in a notebook or inside another framework.
+
+    import sphere
+    result = sphere.edit(model, tok, [{"prompt": "The mother tongue of {} is",
+                                       "subject": "Danielle Darrieux", "target_new": "English"}],
+                         editor="alphaedit", hparams={"layers": [4, 5, 6, 7, 8]},
+                         sphere={"alpha": 0.5, "beta": 0.5})
+    result.updates          # [LayerUpdate(layer, name, delta)], already added to the model
+    result.editor.apply(more_requests)   # keep editing sequentially with the same editor state
+
+``sphere-edit`` (the CLI) runs whole experiments from configs on the same pieces; ``run_config``
+is its one entry point into this package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from editors import get_editor
+from editors.core.model_spec import spec_for
+from editors.core.protocol import Editor
+from editors.core.requests import EditRequest
+from editors.core.weights import LayerUpdate
+from sphere.data.records import EditRecord
+from sphere.method.placement import SphereConfig, sphere_transform
+from sphere.models.config import StatsConfig
+from sphere.run.statistics import build_context
+
+RequestLike = EditRequest | EditRecord | Mapping[str, Any]
+
+
+@dataclass
+class EditResult:
+    """What ``edit`` did.
+
+    Attributes:
+        updates: the total ΔW of every edited layer (all batches summed), already in the model.
+        editor: the editor, with its sequential state (e.g. AlphaEdit's past keys); call
+            ``editor.apply(requests)`` to continue editing.
+        metrics: ``{"pre": ..., "post": ...}`` edit-quality metrics when asked and records given.
+    """
+
+    updates: list[LayerUpdate]
+    editor: Editor
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def as_request(item: RequestLike, index: int = 0) -> EditRequest:
+    """An ``EditRequest`` from a request, a dataset record or a dict with prompt/subject/target_new."""
+    if isinstance(item, EditRequest):
+        return item
+    if isinstance(item, EditRecord):
+        return item.request
+    missing = {"prompt", "subject", "target_new"} - set(item)
+    if missing:
+        raise ValueError(
+            f"request {index} lacks {sorted(missing)}; give prompt (with {{}}), subject, target_new"
+        )
+    return EditRequest(
+        int(item.get("case_id", index)),
+        item["prompt"],
+        item["subject"],
+        item["target_new"],
+        item.get("target_true"),
+    )
+
+
+def edit(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    requests: Sequence[RequestLike],
+    *,
+    editor: str = "memit",
+    hparams: Mapping[str, Any] | None = None,
+    sphere: bool | Mapping[str, Any] | None = None,
+    stats: Mapping[str, Any] | None = None,
+    batch_size: int | None = None,
+    cache_dir: str | Path = ".cache/sphere",
+    seed: int = 0,
+    evaluate: bool = False,
+) -> EditResult:
+    """Edit ``model`` in place with ``requests``, optionally with SPHERE, and return the updates.
+
+    Args:
+        model, tokenizer: a Hugging Face causal LM (LLaMA, Qwen2/3, Mistral, Gemma2/3, GPT-2 layouts).
+        requests: ``EditRequest``s, dataset ``EditRecord``s or dicts with prompt/subject/target_new.
+        editor: a registered editor name (``editors.available_editors()``).
+        hparams: overrides of the editor's hyperparameters (its dataclass defaults otherwise);
+            ``layers`` usually needs setting for your model.
+        sphere: ``None``/``False`` = off, ``True`` = the paper's defaults (α = 0.8, β = 0.5), or a
+            dict of ``SphereConfig`` fields, e.g. ``{"alpha": 0.5, "beta": 0.5}``.
+        stats: ``StatsConfig`` fields for the key statistics (default: the bundled Wikipedia sample).
+        batch_size: requests per ``apply`` (default: all at once).
+        cache_dir: where statistics and projectors are cached between calls.
+        seed: seeds corpus sampling and context templates.
+        evaluate: with ``EditRecord``s, measure edit quality before and after.
+
+    Raises:
+        ValueError: unknown editor, bad hyperparameter or SPHERE value, malformed request.
+    """
+    entry = get_editor(editor)
+    hp = entry.hparams(**dict(hparams or {}))
+    if isinstance(sphere, Mapping):
+        sphere_cfg = SphereConfig(**{"enabled": True, **sphere})
+    else:
+        sphere_cfg = SphereConfig(enabled=bool(sphere))
+    todo = [as_request(r, i) for i, r in enumerate(requests)]
+    if not todo:
+        raise ValueError("no requests to edit")
+    projection = sphere_transform(sphere_cfg, entry.placement(hp), editor)
+    spec = spec_for(model)
+    ctx = build_context(
+        model,
+        tokenizer,
+        spec,
+        str(getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__),
+        stats_cfg=StatsConfig(**dict(stats or {})),
+        cache_dir=cache_dir,
+        seed=seed,
+        transforms=[projection] if projection else [],
+    )
+    ed = entry.build(hp, ctx)
+    ctx.remember_pretrained(ed.layers)
+    records = [r for r in requests if isinstance(r, EditRecord)]
+    metrics: dict[str, dict[str, float]] = {}
+    if evaluate and records:
+        metrics["pre"] = _quality(model, tokenizer, records)
+    ed.setup()
+    step = batch_size or len(todo)
+    totals: dict[int, LayerUpdate] = {}
+    for i in range(0, len(todo), step):
+        for u in ed.apply(todo[i : i + step]):
+            prev = totals.get(u.layer)
+            totals[u.layer] = u if prev is None else LayerUpdate(u.layer, u.name, prev.delta + u.delta)
+    if evaluate and records:
+        metrics["post"] = _quality(model, tokenizer, records)
+    return EditResult(updates=[totals[k] for k in sorted(totals)], editor=ed, metrics=metrics)
+
+
+def _quality(model, tok, records: Sequence[EditRecord]) -> dict[str, float]:
+    from sphere.evaluation import aggregate, evaluate_records
+
+    return aggregate(evaluate_records(model, tok, records))
+
+
+def run_config(cfg: Any, out_dir: Path) -> dict[str, Any]:
+    """Run the experiment a composed Hydra config describes; the CLI's one call into the package."""
+    from sphere.run.experiment import run_experiment
+
+    return run_experiment(cfg, out_dir)

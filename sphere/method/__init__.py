@@ -1,0 +1,1 @@
+"""The paper's contribution: SPHERE's principal directions and projection, and hyperspherical energy."""

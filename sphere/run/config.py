@@ -1,0 +1,116 @@
+"""Typed schemas for the Hydra config groups, validated once at start-up.
+
+Hydra composes plain YAML; ``validate`` merges each group onto its dataclass (OmegaConf structured
+configs reject unknown keys and wrong types) and runs the dataclasses' value checks, so a bad
+value fails before any model is loaded, with a one-line message naming the key and the fix.
+The editor group is validated against the chosen editor's own ``HParams`` dataclass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from sphere.data.config import DatasetConfig
+from sphere.errors import ConfigError
+from sphere.evaluation.config import EvalConfig
+from sphere.method.placement import SphereConfig, resolve_placement
+from sphere.method.projection import check_choice
+from sphere.models.config import ModelConfig
+
+
+@dataclass
+class LoggerConfig:
+    """W&B (``mode`` auto: online with credentials, else offline) and the local files (always)."""
+
+    wandb: bool = True
+    mode: str = "auto"
+    project: str = "sphere"
+    entity: str | None = None
+    group: str | None = None
+    tags: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        check_choice("logger.mode", self.mode, ("auto", "online", "offline", "disabled"))
+
+
+@dataclass
+class RunConfig:
+    """Top-level run settings."""
+
+    seed: int = 0
+    resume: bool = False
+    checkpoint_every: int = 1
+    forward_batch_size: int = 64
+    cache_dir: str = ".cache/sphere"
+    plots: bool = True
+
+
+@dataclass
+class Settings:
+    """The validated configuration of one run; ``editor`` is the editor's own HParams object."""
+
+    model: ModelConfig
+    editor_name: str
+    editor: Any
+    sphere: SphereConfig
+    dataset: DatasetConfig
+    eval: EvalConfig
+    logger: LoggerConfig
+    run: RunConfig
+
+
+def _structured(cls: type, node: Any, key: str):
+    """``node`` merged onto ``cls`` and built (running its checks); errors name ``key``."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(cls), node if node is not None else {})
+        return OmegaConf.to_object(merged)
+    except ConfigError:
+        raise
+    except OmegaConfBaseException as e:
+        msg = str(e).splitlines()[0]
+        raise ConfigError(f"bad value in {key}: {msg}") from None
+    except (ValueError, TypeError) as e:
+        msg = str(e)
+        # Editors name their own fields ("layers=[...] must ..."); the config calls them editor.layers.
+        raise ConfigError(msg if msg.startswith(f"{key}.") or key != "editor" else f"editor.{msg}") from None
+
+
+def validate(cfg: DictConfig) -> Settings:
+    """Check the whole composed config and return typed settings (raises ConfigError)."""
+    from editors import get_editor
+    from sphere.evaluation.registry import get_evaluator
+
+    editor_node = OmegaConf.to_container(cfg.editor, resolve=True)
+    assert isinstance(editor_node, dict)
+    editor_name = editor_node.pop("name", None)
+    if editor_name is None:
+        raise ConfigError("editor.name is missing; pick an editor with editor=<name>")
+    try:
+        entry = get_editor(editor_name)
+    except KeyError as e:
+        raise ConfigError(str(e)) from None
+    s = Settings(
+        model=_structured(ModelConfig, cfg.model, "model"),
+        editor_name=editor_name,
+        editor=_structured(entry.hparams, editor_node, "editor"),
+        sphere=_structured(SphereConfig, cfg.sphere, "sphere"),
+        dataset=_structured(DatasetConfig, cfg.dataset, "dataset"),
+        eval=_structured(EvalConfig, cfg.eval, "eval"),
+        logger=_structured(LoggerConfig, cfg.logger, "logger"),
+        run=_structured(RunConfig, cfg.run, "run"),
+    )
+    for name in s.eval.evaluators:
+        try:
+            get_evaluator(name)
+        except KeyError as e:
+            raise ConfigError(f"eval.evaluators: {e.args[0]}") from None
+    if s.sphere.enabled:
+        try:
+            resolve_placement(s.sphere, entry.placement(s.editor), editor_name)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    return s

@@ -1,0 +1,187 @@
+"""The sequential-edit loop: stream batches into the editor, measure, log, checkpoint, resume.
+
+The paper's protocol, and nothing else: measure the unedited model; for each batch, edit, log the
+update and what the evaluators scheduled for a batch return, checkpoint; measure the final model.
+The runner knows no editor and no metric by name: the editor comes from the registry with its
+resources (``statistics.build_context``), SPHERE from its placement (``method.placement``), the
+metrics from the evaluators named in ``eval.evaluators``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from editors import get_editor
+from editors.core.model_spec import spec_for
+from editors.core.weights import (
+    MetricTransform,
+    StatefulTransform,
+    accumulated_view,
+    read_weight,
+    write_weight,
+)
+from sphere.data.records import EditRecord
+from sphere.evaluation.registry import EvalView, Moment, get_evaluator
+from sphere.method.placement import sphere_transform
+from sphere.report.summary import build_summary
+from sphere.run.checkpoint import load_checkpoint, save_checkpoint
+from sphere.run.config import Settings
+from sphere.run.state import Progress
+from sphere.run.statistics import build_context
+from sphere.run.tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+
+class SequentialRun:
+    """One run: model + editor + records → metrics.jsonl rows, a summary, checkpoints."""
+
+    def __init__(self, s: Settings, model, tok, model_id: str, records: Sequence[EditRecord], out_dir: Path):
+        self.s, self.model, self.tok, self.records, self.out_dir = s, model, tok, list(records), out_dir
+        self.spec = spec_for(model)
+        entry = get_editor(s.editor_name)
+        self.sphere = sphere_transform(s.sphere, entry.placement(s.editor), s.editor_name)
+        self.ctx = build_context(
+            model,
+            tok,
+            self.spec,
+            model_id,
+            stats_cfg=s.model.stats,
+            cache_dir=s.run.cache_dir,
+            seed=s.run.seed,
+            forward_batch_size=s.run.forward_batch_size,
+            transforms=[self.sphere] if self.sphere else [],
+        )
+        self.editor = entry.build(s.editor, self.ctx)
+        self.layers: list[int] = list(self.editor.layers)
+        self.ctx.remember_pretrained(self.layers)
+        self.evaluators = {name: get_evaluator(name)(s.eval) for name in s.eval.evaluators}
+
+    @contextlib.contextmanager
+    def evaluated_weights(self) -> Iterator[None]:
+        """The weights that are evaluated and saved: live W, or W₀ + T(W − W₀) for readout transforms."""
+        if not any(t.point == "readout" for t in self.editor.transforms):
+            yield
+            return
+        live = {layer: read_weight(self.model, self.spec, layer) for layer in self.layers}
+        try:
+            for layer, w in live.items():
+                name, w0 = self.spec.weight_name(layer), self.ctx.pretrained(layer).to(w.device)
+                view = accumulated_view(self.editor.transforms, "readout", name, layer, w0, w)
+                write_weight(self.model, self.spec, layer, view)
+            yield
+        finally:
+            for layer, w in live.items():
+                write_weight(self.model, self.spec, layer, w)
+
+    def measure(self, moment: Moment, records: Sequence[EditRecord], n_edits: int) -> dict[str, float]:
+        """Every evaluator scheduled for ``moment``, merged into one row."""
+        view = EvalView(self.model, self.tok, self.spec, self.layers, records, n_edits)
+        out: dict[str, float] = {}
+        for evaluator in self.evaluators.values():
+            if moment in evaluator.moments:
+                out.update(evaluator(moment, view))
+        return out
+
+    def run(self, tracker: Tracker) -> dict[str, Any]:
+        s, n_total, bs = self.s, len(self.records), self.s.dataset.batch_size
+        batches = [self.records[i : i + bs] for i in range(0, n_total, bs)]
+        ckpt_dir = self.out_dir / "checkpoint"
+        state = load_checkpoint(ckpt_dir) if s.run.resume else None
+        if state is None:
+            progress = Progress()
+            with _timed(progress, "setup_s"):
+                self.editor.setup()  # templates, statistics, projectors: on the unedited model
+        else:
+            progress = self._restore(state)
+            log.info("resumed from %s after %d edits", ckpt_dir, progress.n_edits)
+
+        if progress.pre is None:
+            with _timed(progress, "eval_s"):
+                progress.pre = self.measure("pre", self.records, 0)
+            tracker.log({"n_edits": 0, **progress.pre})
+
+        bar = tqdm(total=n_total, initial=progress.n_edits, desc=f"editing ({s.editor_name})", unit="edit")
+        for b in range(progress.batches_done, len(batches)):
+            batch = batches[b]
+            t0 = time.perf_counter()
+            updates = self.editor.apply([r.request for r in batch])
+            edit_s = time.perf_counter() - t0
+            progress.timings["edit_s"] += edit_s
+            progress.batches_done, progress.n_edits = b + 1, progress.n_edits + len(batch)
+            n = progress.n_edits
+            row: dict[str, Any] = {"n_edits": n, "batch_time_s": edit_s}
+            row.update({f"update_norm/layer_{u.layer}": float(u.delta.norm()) for u in updates})
+            for t in self.editor.transforms:
+                if isinstance(t, MetricTransform):
+                    row.update(t.pop_metrics())
+            with _timed(progress, "eval_s"), self.evaluated_weights():
+                row.update(self.measure("batch", batch, n))
+                every = s.eval.every
+                if every and n // every > (n - len(batch)) // every and n < n_total:
+                    row.update(self.measure("scheduled", self.records[:n], n))
+            tracker.log(row)
+            bar.update(len(batch))
+            if s.run.checkpoint_every and (b + 1) % s.run.checkpoint_every == 0 or b + 1 == len(batches):
+                self._checkpoint(ckpt_dir, progress)
+        bar.close()
+
+        with _timed(progress, "eval_s"), self.evaluated_weights():
+            final = self.measure("final", self.records[: progress.n_edits], progress.n_edits)
+        tracker.log({"n_edits": progress.n_edits, "final": True, **final})
+        return build_summary(
+            {
+                "model": s.model.name,
+                "editor": s.editor_name,
+                "sphere": asdict(s.sphere),
+                "dataset": s.dataset.kind,
+                "protocol": s.eval.protocol,
+                "n_edits": progress.n_edits,
+            },
+            pre=progress.pre or {},
+            final=final,
+            timings=progress.timings,
+        )
+
+    def _checkpoint(self, ckpt_dir: Path, progress: Progress) -> None:
+        progress.evaluators = {name: ev.state_dict() for name, ev in self.evaluators.items()}
+        save_checkpoint(
+            ckpt_dir,
+            weights={str(layer): read_weight(self.model, self.spec, layer) for layer in self.layers},
+            w0={str(k): v for k, v in self.ctx.w0.items()},
+            editor_state=self.editor.state_dict(),
+            transform_states=[
+                t.state_dict() if isinstance(t, StatefulTransform) else {} for t in self.editor.transforms
+            ],
+            progress=progress.to_dict(),
+        )
+
+    def _restore(self, state: dict[str, Any]) -> Progress:
+        for key, w in state["weights"].items():
+            write_weight(self.model, self.spec, int(key), w)
+        self.ctx.w0 = {int(k): v for k, v in state["w0"].items()}
+        self.editor.load_state_dict(state["editor"])
+        for t, st in zip(self.editor.transforms, state["transforms"]):
+            if isinstance(t, StatefulTransform):
+                t.load_state_dict(st)
+        progress = Progress.from_dict(state["progress"])
+        for name, ev in self.evaluators.items():
+            ev.load_state_dict(progress.evaluators.get(name, {}))
+        return progress
+
+
+@contextlib.contextmanager
+def _timed(progress: Progress, key: str) -> Iterator[None]:
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        progress.timings[key] += time.perf_counter() - t0

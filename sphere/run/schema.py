@@ -1,0 +1,56 @@
+"""The config groups' dataclasses registered with Hydra's ConfigStore, so the YAML files hold only
+what differs from the defaults and every key exists (and is type-checked) when Hydra composes.
+
+Each YAML file of a group starts with ``defaults: [base_<group>, _self_]``; an editor's file with
+``base_<editor>`` (the editor's hyperparameter dataclass plus its ``name``), so a new editor file
+gets its schema from its registration alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import field, make_dataclass
+from pathlib import Path
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig
+
+from editors import available_editors, get_editor
+from sphere.data.config import DatasetConfig
+from sphere.evaluation.config import EvalConfig
+from sphere.method.placement import SphereConfig
+from sphere.models.config import ModelConfig
+from sphere.run.config import LoggerConfig, RunConfig
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
+
+
+def editor_schema(name: str) -> type:
+    """The editor's hyperparameter dataclass plus the ``name`` key its YAML file carries."""
+    hp = get_editor(name).hparams
+    return make_dataclass(f"{hp.__name__}Config", [("name", str, field(default=name))], bases=(hp,))
+
+
+def register_schemas() -> None:
+    """Store every group's schema (idempotent; call before Hydra composes)."""
+    cs = ConfigStore.instance()
+    for group, node in (
+        ("model", ModelConfig),
+        ("sphere", SphereConfig),
+        ("dataset", DatasetConfig),
+        ("eval", EvalConfig),
+        ("logger", LoggerConfig),
+        ("run", RunConfig),
+    ):
+        cs.store(group=group, name=f"base_{group}", node=node)
+    for name in available_editors():
+        cs.store(group="editor", name=f"base_{name}", node=editor_schema(name))
+
+
+def compose_config(overrides: Sequence[str] = (), config_name: str = "edit") -> DictConfig:
+    """The composed config ``sphere-edit <overrides>`` would run (for tests, notebooks, --describe)."""
+    from hydra import compose, initialize_config_dir
+
+    register_schemas()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name, overrides=list(overrides))

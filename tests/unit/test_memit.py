@@ -1,0 +1,107 @@
+"""MEMIT: the closed form solves its regularised least squares; the editor restores the model
+between layers and writes exactly the committed update; key statistics are cached correctly."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from conftest import random_psd, restored
+
+from editors.core.covariance import StatsOptions, weights_digest
+from editors.core.model_spec import spec_for
+from editors.core.requests import EditRequest
+from editors.core.solvers import memit_delta
+from editors.core.weights import read_weight
+from editors.memit import MEMITHParams, memit
+from sphere.data.corpus import corpus_texts
+from sphere.models.config import StatsConfig
+from sphere.run.statistics import CovarianceCache, build_context
+
+
+def test_memit_delta_solves_regularised_least_squares():
+    g = torch.Generator().manual_seed(0)
+    d_ff, d_model, n, lam = 24, 10, 5, 3.0
+    K = torch.randn(n, d_ff, generator=g, dtype=torch.float64)
+    R = torch.randn(n, d_model, generator=g, dtype=torch.float64)
+    C = random_psd(d_ff, seed=1)
+    delta = memit_delta(K, R, C, lam).double()
+    # Stacked least squares: min ‖Δ [Kᵀ, √λ L]‖ − [Rᵀ, 0]‖² with C = L Lᵀ.
+    L = torch.linalg.cholesky(C)
+    A = torch.cat([K.T, lam**0.5 * L], dim=1)  # (d_ff, n + d_ff)
+    B = torch.cat([R.T, torch.zeros(d_model, d_ff, dtype=torch.float64)], dim=1)
+    expected = torch.linalg.lstsq(A.T, B.T).solution.T
+    torch.testing.assert_close(delta, expected, rtol=1e-5, atol=1e-6)
+    # And the normal equations hold: Δ(KᵀK + λC) = RᵀK.
+    torch.testing.assert_close(delta @ (K.T @ K + lam * C), R.T @ K, rtol=1e-4, atol=1e-5)
+
+
+def test_memit_delta_with_lambda_zero_interpolates():
+    g = torch.Generator().manual_seed(1)
+    K = torch.randn(3, 16, generator=g, dtype=torch.float64)
+    R = torch.randn(3, 8, generator=g, dtype=torch.float64)
+    delta = memit_delta(K, R, torch.eye(16, dtype=torch.float64), 1e-9).double()
+    torch.testing.assert_close(delta @ K.T, R.T, rtol=1e-5, atol=1e-5)  # (W+Δ)k_i hits its target
+
+
+def _ctx(model, tok, tmp_path, transforms=()):
+    stats = StatsConfig(corpus="bundled", n_samples=40, max_length=32, batch_size=20)
+    return build_context(
+        model, tok, spec_for(model), "tiny", stats_cfg=stats, cache_dir=tmp_path, transforms=transforms
+    )
+
+
+def test_memit_editor_updates_only_edited_layers(tiny_llama, tmp_path):
+    model, tok = tiny_llama
+    spec = spec_for(model)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    hp = MEMITHParams(layers=[1, 2], v_num_grad_steps=3, mom2_update_weight=1.0, clamp_norm_factor=4)
+    editor = memit(hp, _ctx(model, tok, tmp_path))
+    reqs = [EditRequest(0, "The mother tongue of {} is", "Danielle Darrieux", "English")]
+    with restored(model):
+        updates = editor.apply(reqs)
+        assert [u.layer for u in updates] == [1, 2]
+        for n, p in model.named_parameters():
+            edited = any(n == spec.weight_name(u.layer) for u in updates)
+            changed = not torch.equal(p, before[n])
+            assert changed == edited, n
+        for u in updates:
+            torch.testing.assert_close(
+                read_weight(model, spec, u.layer), before[spec.weight_name(u.layer)] + u.delta
+            )
+
+
+def test_covariance_cache_reuses_disk_and_loads_reference_npz(tiny_llama, tmp_path):
+    model, tok = tiny_llama
+    spec = spec_for(model)
+    opts = StatsOptions(corpus="bundled", n_samples=20, max_length=32, batch_size=10)
+    digest = weights_digest(model, spec, range(4))
+    calls = []
+
+    def texts():
+        calls.append(1)
+        return corpus_texts("bundled")
+
+    first = CovarianceCache(tmp_path).get(model, tok, spec, [1, 2], opts, "tiny", texts, digest)
+    again = CovarianceCache(tmp_path).get(model, tok, spec, [1, 2], opts, "tiny", texts, digest)
+    assert len(calls) == 1  # one pass for both layers, then read from disk
+    for layer in (1, 2):
+        torch.testing.assert_close(first[layer], again[layer])
+        c = first[layer]
+        assert c.shape == (128, 128) and torch.allclose(c, c.T)
+        assert torch.linalg.eigvalsh(c.double()).min() > -1e-6  # PSD
+    # A different sample count is a different cache entry.
+    CovarianceCache(tmp_path).get(
+        model, tok, spec, [1], StatsOptions("bundled", 10, 32, 10), "tiny", texts, digest
+    )
+    assert len(calls) == 2
+    # Reference-format statistics (running sum + count, "mom2." prefix) load as sum / count.
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    total = np.eye(128, dtype=np.float32) * 6.0
+    np.savez(
+        ref / f"{spec.weight_module_name(1)}_float32_mom2_100.npz", **{"mom2.mom2": total, "mom2.count": 3}
+    )
+    loaded = CovarianceCache(None, precomputed=str(ref)).get(
+        model, tok, spec, [1], opts, "tiny", texts, digest
+    )
+    torch.testing.assert_close(loaded[1], torch.eye(128) * 2.0)
