@@ -120,14 +120,14 @@ class SequentialRun:
             n = progress.n_edits
             row: dict[str, Any] = {"n_edits": n, "batch_time_s": edit_s}
             row.update({f"update_norm/layer_{u.layer}": float(u.delta.norm()) for u in updates})
-            for t in self.editor.transforms:
-                if isinstance(t, MetricTransform):
-                    row.update(t.pop_metrics())
             with _timed(progress, "eval_s"), self.evaluated_weights():
                 row.update(self.measure("batch", batch, n))
                 every = s.eval.every
                 if every and n // every > (n - len(batch)) // every and n < n_total:
                     row.update(self.measure("scheduled", self.records[:n], n))
+            for t in self.editor.transforms:  # after the view: readout transforms report there
+                if isinstance(t, MetricTransform):
+                    row.update(t.pop_metrics())
             tracker.log(row)
             bar.update(len(batch))
             if s.run.checkpoint_every and (b + 1) % s.run.checkpoint_every == 0 or b + 1 == len(batches):
