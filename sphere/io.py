@@ -3,12 +3,24 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from editors.core.faults import kill_point
+
+if TYPE_CHECKING:  # torch is imported where tensors are written, so text outputs stay light
+    import torch
+
+CHECKSUM_KEY = "sphere.sha256"
+
+
+class CorruptFileError(OSError):
+    """A file that exists but cannot be trusted (truncated, bit-flipped, not what it claims)."""
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
@@ -19,6 +31,7 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     os.close(fd)
     try:
         write(tmp)
+        kill_point(f"write:{path.name}")  # tests: a kill mid-write must leave the old file intact
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are meant to be read by others
         os.replace(tmp, path)
     finally:
@@ -38,3 +51,56 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=float) + "\n")
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over names, dtypes, shapes and bytes of ``tensors`` (in name order)."""
+    import torch
+
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous().cpu()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def save_tensors(
+    path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> None:
+    """Write a safetensors file atomically, with a checksum of its tensors in the header."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    meta = {**(metadata or {}), CHECKSUM_KEY: tensors_digest(tensors)}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a file written by ``save_tensors``; raises CorruptFileError, never
+    returns tensors that fail their checksum. Files without a checksum (written by other tools or
+    older versions) load unverified."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (no __iter__)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CorruptFileError(f"{path} cannot be read ({type(e).__name__}: {e})") from None
+    expected = meta.get(CHECKSUM_KEY)
+    if expected is not None and tensors_digest(tensors) != expected:
+        raise CorruptFileError(f"{path} fails its checksum (its contents changed after it was written)")
+    return tensors, meta
+
+
+def safe_name(text: str) -> str:
+    """A file-name component from an arbitrary id (a model id, a corpus name): letters, digits,
+    '.', '_' and '-' only, never '.' or '..', so a crafted id cannot point outside its directory."""
+    import re
+
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", text.replace("/", "__")).strip(".")
+    if not name:
+        name = "id_" + hashlib.sha256(text.encode()).hexdigest()[:12]
+    return name

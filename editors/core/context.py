@@ -8,17 +8,17 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from editors.core.faults import kill_point
 from editors.core.model_spec import ModelSpec
 from editors.core.templates import ContextTemplates, generate_context_templates
 from editors.core.tokens import Tokenizer
 from editors.core.weights import (
+    EditedWeights,
     LayerUpdate,
     UpdateTransform,
     accumulated_view,
-    add_to_weight,
     apply_transforms,
-    read_weight,
-    write_weight,
+    check_finite,
 )
 
 StatsProvider = Callable[[Sequence[int]], dict[int, torch.Tensor]]
@@ -55,6 +55,10 @@ class EditContext:
     forward_batch_size: int = 64
     cached: ArtifactCache = _no_cache
     w0: dict[int, torch.Tensor] = field(default_factory=dict)
+    weights: EditedWeights = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.weights = EditedWeights(self.model, self.spec)
 
     def context_templates(self, length_params: Sequence[Sequence[int]], *, flat: bool) -> ContextTemplates:
         """Seeded context templates sampled from this (unedited) model; see ``templates.py``."""
@@ -64,7 +68,7 @@ class EditContext:
         """Snapshot W₀ of ``layers`` (once per layer; later calls keep the first snapshot)."""
         for layer in layers:
             if layer not in self.w0:
-                self.w0[layer] = read_weight(self.model, self.spec, layer).cpu()
+                self.w0[layer] = self.weights.read(layer).cpu()
 
     def pretrained(self, layer: int) -> torch.Tensor:
         """W₀ of ``layer`` on the model's device."""
@@ -76,15 +80,20 @@ class EditContext:
 def commit_step(
     ctx: EditContext, deltas: dict[int, torch.Tensor], transforms: Sequence[UpdateTransform]
 ) -> list[LayerUpdate]:
-    """Apply the ``step`` transforms to each layer's ΔW (reference = live W before it) and add it."""
+    """Apply the ``step`` transforms to each layer's ΔW (reference = live W before it) and add it.
+
+    Every layer's final ΔW is checked before any is added, so a non-finite update leaves the
+    model exactly as it was.
+    """
     updates = []
     for layer, delta in deltas.items():
         name = ctx.spec.weight_name(layer)
-        delta = apply_transforms(
-            transforms, "step", name, layer, read_weight(ctx.model, ctx.spec, layer), delta
-        )
-        add_to_weight(ctx.model, ctx.spec, layer, delta)
+        delta = apply_transforms(transforms, "step", name, layer, ctx.weights.read(layer), delta)
+        check_finite(delta, name)
         updates.append(LayerUpdate(layer=layer, name=name, delta=delta))
+    for u in updates:
+        ctx.weights.add(u.layer, u.delta)
+        kill_point("batch.commit")  # tests: killed with part of a batch in the weights
     return updates
 
 
@@ -95,13 +104,16 @@ def commit_accumulated(
 
     PRUNE with feedback: later edits are computed on the restrained model.
     """
-    updates = []
+    updates, new_weights = [], {}
     for layer, delta in deltas.items():
-        live = read_weight(ctx.model, ctx.spec, layer)
+        live = ctx.weights.read(layer)
         name = ctx.spec.weight_name(layer)
         new = accumulated_view(
             transforms, "step", name, layer, ctx.pretrained(layer).to(live.device), live + delta
         )
-        write_weight(ctx.model, ctx.spec, layer, new)
+        check_finite(new, name)
+        new_weights[layer] = new
         updates.append(LayerUpdate(layer=layer, name=name, delta=new - live))
+    for layer, new in new_weights.items():
+        ctx.weights.write(layer, new)
     return updates

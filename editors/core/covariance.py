@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from editors.core.faults import kill_point
 from editors.core.model_spec import ModelSpec, model_device
 from editors.core.nethook import capture, run_until_stop
 from editors.core.weights import weight_param
@@ -33,6 +34,7 @@ class StatsOptions:
     max_length: int
     batch_size: int = 8
     dtype: str = "float32"
+    seed: int = 0  # which texts a sampled corpus draws: part of the cache key like everything else
 
 
 def weights_digest(model: nn.Module, spec: ModelSpec, layers: Sequence[int]) -> str:
@@ -83,6 +85,7 @@ def collect_second_moments(
             s = a.T @ a
             sums[layer] = s if layer not in sums else sums[layer] + s
         count += int(mask.sum())
+        kill_point("stats.collect")  # tests: killed while collecting statistics
 
     for text in texts:
         if not text.strip():

@@ -7,6 +7,7 @@ subject, the subject, and the new (and optionally the true) object. Dataset read
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 
@@ -33,11 +34,30 @@ class EditRequest:
     target_true: str | None = None
 
     def __post_init__(self) -> None:
-        where = f"request case_id={self.case_id}"
+        # Checked here, not left to ``prompt.format``: a request built from a hand-written dict (see
+        # ``sphere.api.as_request``) would otherwise fail deep inside an editor with an
+        # AttributeError, KeyError or IndexError that names neither the request nor the field.
+        is_int = isinstance(self.case_id, numbers.Integral) and not isinstance(self.case_id, bool)
+        where = f"request case_id={self.case_id if is_int else repr(self.case_id)}"
+        if not is_int:
+            raise MalformedRequestError(f"{where}: case_id must be an int, got {type(self.case_id).__name__}")
+        for name in ("prompt", "subject", "target_new"):
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                raise MalformedRequestError(f"{where}: {name} must be a str, got {type(value).__name__}")
+        if self.target_true is not None and not isinstance(self.target_true, str):
+            raise MalformedRequestError(
+                f"{where}: target_true must be a str or None, got {type(self.target_true).__name__}"
+            )
         if self.prompt.count("{}") != 1:
             raise MalformedRequestError(
                 f"{where}: prompt {self.prompt!r} must contain exactly one '{{}}' for the subject; "
                 "fix the record (CounterFact: requested_rewrite.prompt)"
+            )
+        if "{" in self.prompt.replace("{}", "") or "}" in self.prompt.replace("{}", ""):
+            raise MalformedRequestError(
+                f"{where}: prompt {self.prompt!r} has a brace besides the subject's '{{}}', which "
+                "prompt.format(subject) cannot fill; remove it"
             )
         if not self.subject.strip():
             raise MalformedRequestError(f"{where}: empty subject; drop the record or fill in its subject")

@@ -27,8 +27,6 @@ from editors.core.weights import (
     TransformPoint,
     UpdateTransform,
     apply_transforms,
-    read_weight,
-    write_weight,
 )
 
 # Where the family calls transforms: inside the loop (``layer``), once per batch (``step``), and the
@@ -72,7 +70,8 @@ def spread_residual(
     model, tok, spec, fb = ctx.model, ctx.tok, ctx.spec, ctx.forward_batch_size
     z_block = spec.block_name(layers[-1])
     z, _ = compute_target_values(model, tok, spec, requests, z_block, templates.flat, values)
-    originals = {layer: read_weight(model, spec, layer) for layer in layers}
+    weights = ctx.weights
+    originals = {layer: weights.read(layer) for layer in layers}
     deltas: dict[int, torch.Tensor] = {}
     try:
         for i, layer in enumerate(layers):
@@ -85,10 +84,10 @@ def spread_residual(
                 transforms, "layer", spec.weight_name(layer), layer, originals[layer], delta
             )
             deltas[layer] = delta
-            write_weight(model, spec, layer, originals[layer] + delta)  # later layers see it
+            weights.write(layer, originals[layer] + delta)  # later layers see it
     finally:
         for layer, w in originals.items():
-            write_weight(model, spec, layer, w)
+            weights.write(layer, w)
     return deltas
 
 

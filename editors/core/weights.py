@@ -128,3 +128,46 @@ def accumulated_view(
     with feedback writes it back at ``step``.
     """
     return w0 + apply_transforms(transforms, point, name, layer, w0, w - w0)
+
+
+class EditedWeights:
+    """The edited matrices' source of truth, read and written in the (d_model × d_ff) layout.
+
+    For a float32 model that is the model itself. For a bfloat16/float16 model a float32 master copy
+    of each edited layer is kept (created from the model on first access; the edited layers are a
+    small part of the model) and written *rounded* into the model after every change: a bf16 step is
+    2⁻⁸ of the value, so an update entry below half of it would otherwise vanish when added, batch
+    after batch, and a long run would silently stop accumulating small edits.
+    """
+
+    def __init__(self, model: nn.Module, spec: ModelSpec, *, master: bool | None = None) -> None:
+        self.model, self.spec = model, spec
+        self.keep_master = master
+        self._master: dict[int, torch.Tensor] = {}
+
+    def _uses_master(self, layer: int) -> bool:
+        if self.keep_master is not None:
+            return self.keep_master
+        return weight_param(self.model, self.spec, layer).dtype != torch.float32
+
+    def read(self, layer: int) -> torch.Tensor:
+        """A float32 copy of W (from the master copy when one is kept)."""
+        if layer in self._master:
+            return self._master[layer].clone()
+        return read_weight(self.model, self.spec, layer)
+
+    def write(self, layer: int, value: torch.Tensor) -> None:
+        """W = value (checked finite first; nothing is written otherwise)."""
+        check_finite(value, self.spec.weight_name(layer))
+        if self._uses_master(layer):
+            self._master[layer] = value.detach().to(torch.float32).clone()
+        write_weight(self.model, self.spec, layer, value)
+
+    def add(self, layer: int, delta: torch.Tensor) -> None:
+        """W += ΔW; with a master copy the sum is formed in float32, then rounded into the model."""
+        if not self._uses_master(layer):
+            add_to_weight(self.model, self.spec, layer, delta)
+            return
+        check_finite(delta, self.spec.weight_name(layer))
+        base = self.read(layer)
+        self.write(layer, base + delta.to(device=base.device, dtype=torch.float32))

@@ -11,6 +11,7 @@ this file only maps failures to one-line messages and exit codes.
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 from pathlib import Path
@@ -39,15 +40,27 @@ OOM_HINT = (
 def _main(cfg: DictConfig) -> None:
     from editors.core.weights import NonFiniteUpdateError
     from sphere.api import run_config
+    from sphere.io import CorruptFileError
 
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        run_config(cfg, Path(HydraConfig.get().runtime.output_dir))
+        run_config(cfg, out_dir)
     except ConfigError as e:
         _fail(f"config error: {e}", 2)
     except NonFiniteUpdateError as e:
         _fail(f"{e}; {NON_FINITE_HINT}", 1)
+    except CorruptFileError as e:
+        _fail(str(e), 1)
     except (FileNotFoundError, ValueError, FloatingPointError) as e:
         _fail(f"{type(e).__name__}: {e}", 1)
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        _fail(
+            f"no space left on the device writing {e.filename or 'an output'}; the last checkpoint is "
+            f"intact: free space and continue with run.resume=true hydra.run.dir={out_dir}",
+            4,
+        )
     except Exception as e:
         if type(e).__name__ == "OutOfMemoryError":
             _fail(f"out of memory; {OOM_HINT}", 3)

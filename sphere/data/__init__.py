@@ -10,18 +10,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-from sphere.data._io import MalformedRecordError
+from sphere.data._io import MAX_TEXT_CHARS, MalformedRecordError
+from sphere.data.checks import check_tokenizable
 from sphere.data.counterfact import read_counterfact
 from sphere.data.download import DEFAULT_DEST, FILES
-from sphere.data.records import EditRecord
+from sphere.data.records import EditRecord, RecordList
 from sphere.data.zsre import read_zsre
 
 __all__ = [
     "DATA_DIR",
     "FULL_FILES",
+    "MAX_TEXT_CHARS",
     "SAMPLES",
     "EditRecord",
     "MalformedRecordError",
+    "RecordList",
+    "check_tokenizable",
     "load_records",
     "read_counterfact",
     "read_zsre",
@@ -40,7 +44,7 @@ SAMPLES: dict[str, Path] = {
 # Canonical full files, present only after scripts/download_data.py.
 FULL_FILES: dict[str, Path] = {name: DEFAULT_DEST / filename for name, filename in FILES.items()}
 
-_READERS: dict[str, Callable[..., list[EditRecord]]] = {
+_READERS: dict[str, Callable[..., RecordList]] = {
     "counterfact": read_counterfact,
     "zsre": read_zsre,
 }
@@ -73,11 +77,22 @@ def load_records(
     limit: int | None = None,
     skip_malformed: bool = False,
     zsre_target: str = "answers",
-) -> list[EditRecord]:
+) -> RecordList:
     """Records of a CounterFact/MultiCounterFact (``kind="counterfact"``) or ZsRE (``kind="zsre"``) file.
 
     ``path`` may be a dataset name understood by ``resolve_data_path``. ``limit`` keeps the first N
     valid records; ``skip_malformed`` logs and skips bad records instead of raising.
+
+    Returns a ``RecordList``: a plain ``list`` of ``EditRecord`` with one extra attribute,
+    ``skipped``, the number of malformed records ``skip_malformed`` dropped (0 when none were, and
+    always 0 without ``skip_malformed``, since a malformed record then raises). Records past
+    ``limit`` are not read, so they are not counted either.
+
+    Raises ``MalformedRecordError`` (a ``ValueError``; one line naming the file, case_id, index,
+    field, what was found and what is allowed) for a malformed record, ``ValueError`` for an
+    unreadable file (not JSON, not UTF-8, truncated gzip, empty, not a list) and
+    ``FileNotFoundError`` for a missing one. Tokenizer-dependent problems (a target that tokenizes
+    to nothing) are ``check_tokenizable``'s job.
     """
     if kind not in _READERS:
         raise ValueError(f"unknown dataset kind {kind!r}; known kinds: {', '.join(sorted(_READERS))}")

@@ -1,20 +1,122 @@
-"""Text for key statistics: the bundled Wikipedia sample, a pinned Wikipedia snapshot, or a file.
+"""Text for key statistics: the bundled Wikipedia sample, a Wikipedia snapshot, a dataset, or a file.
 
-``corpus`` ids: ``bundled`` (data/corpus/wiki_sample.jsonl.gz, for CPU runs and tests),
-``wikipedia`` (HF ``wikimedia/wikipedia`` ``20231101.en``, streamed and shuffled with the run seed;
-the reference's ``wikipedia``/``20200501.en`` loader no longer exists), ``hf:<name>[:<config>]``,
-or a path to a .txt (one text per line) or .jsonl file (a "text" field), optionally gzipped.
+``corpus`` ids (``model.stats.corpus``):
+
+- ``bundled``: data/corpus/wiki_sample.jsonl.gz (for CPU runs and tests), read in file order.
+- ``wikipedia``: HF ``wikimedia/wikipedia`` config ``20231101.en`` (the reference's
+  ``wikipedia``/``20200501.en`` loader no longer exists), drawn across the whole snapshot (below).
+- ``hf:<name>[:<config>][@<revision>]``: the ``train`` parquet shards of a Hub dataset, drawn the
+  same way; a dataset without parquet shards is streamed instead (with a warning: not uniform).
+- a directory of ``.parquet`` / ``.jsonl`` / ``.jsonl.gz`` shards (e.g. a local copy of a Hub
+  snapshot) or a single ``.parquet`` file: drawn the same way.
+- a path to a .txt (one text per line) or .jsonl file (a "text" field), optionally gzipped: the
+  first n non-empty texts in file order.
+
+How a sharded corpus is sampled, and why. Streaming a dataset with ``.shuffle(seed,
+buffer_size=10_000)`` only shuffles a window of neighbouring rows: the texts come from the first one
+or two shards (for Wikipedia, articles with neighbouring ids), not from the whole snapshot. Instead
+``draw_from_shards`` draws a two-stage random sample with ``random.Random(seed)``:
+
+1. The shard files are sorted by name and put in a seeded random order. The first
+   ``k = min(#shards, ceil(n / rows_per_shard))`` shards (``rows_per_shard`` = 64 by default) are
+   planned, so each contributes about ``n / k`` texts: at most ``rows_per_shard`` when the snapshot has
+   enough shards, and every shard when it has fewer (``n / #shards`` each). The bound keeps a small
+   draw from downloading and opening every shard of a large snapshot, while still spreading it.
+2. Within a shard, row indices are drawn uniformly at random without replacement (a seeded lazy
+   Fisher-Yates shuffle), and empty or whitespace-only texts are skipped. Each visited shard gives
+   ``ceil(remaining / planned shards left)`` texts, so a short shard's deficit moves to the next
+   ones; if the plan falls short (tiny or mostly empty shards), the following shards in the same
+   order (cycling back to partly used ones) give whatever is still needed.
+
+With shards of equal size every row has the same chance n/N of being drawn; the same shards, n and
+seed always give the same texts in the same order. Only the chosen shards are downloaded and only
+one is read at a time (a parquet shard one row group at a time).
+
+What was drawn is recorded in ``CorpusDraw.provenance`` (JSON-serialisable): corpus id, seed, n,
+source (Hub repo, config and the commit it resolved to, or the directory), and per visited shard its
+file name, row count, and the row indices of the texts returned (and of the empty ones skipped). It
+is filled in as the texts are taken, so it is complete once n texts have been taken or the iterator
+is exhausted; the statistics cache stores it in its metadata.
 """
 
 from __future__ import annotations
 
+import bisect
 import gzip
+import itertools
 import json
-from collections.abc import Iterator
+import logging
+import math
+import random
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Any
+
+log = logging.getLogger(__name__)
 
 BUNDLED = Path(__file__).resolve().parents[2] / "data" / "corpus" / "wiki_sample.jsonl.gz"
 WIKIPEDIA = ("wikimedia/wikipedia", "20231101.en")
+ROWS_PER_SHARD = 64
+# ``corpus_texts`` callers do not say how many texts they take; a sharded draw needs n up front.
+DEFAULT_DRAW = 100_000
+TEXT = "text"
+SHARD_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz")
+
+
+@dataclass
+class CorpusDraw:
+    """A corpus sample: its texts (lazy, single pass) and how they were drawn.
+
+    ``provenance`` is filled in as ``texts`` is consumed (see the module docstring). Iterating over
+    the draw iterates over ``texts``.
+    """
+
+    texts: Iterator[str]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[str]:
+        return self.texts
+
+
+def corpus_texts(corpus: str, seed: int = 0, n_samples: int | None = None) -> Iterator[str]:
+    """The texts of ``corpus`` (see the module docstring for the ids); ``draw_corpus`` also says
+    how they were drawn."""
+    return draw_corpus(corpus, seed, n_samples).texts
+
+
+def draw_corpus(corpus: str, seed: int, n_samples: int | None) -> CorpusDraw:
+    """``n_samples`` texts of ``corpus`` and their provenance.
+
+    ``n_samples=None``: every text of a file; ``DEFAULT_DRAW`` texts of a sharded corpus (whose
+    draw must know n to spread it over the shards).
+    """
+    if n_samples is not None and n_samples < 1:
+        raise ValueError(f"n_samples={n_samples} must be >= 1")
+    sharded_n = n_samples if n_samples is not None else DEFAULT_DRAW
+    if corpus == "bundled":
+        return _file_draw(corpus, BUNDLED, seed, n_samples)
+    if corpus == "wikipedia":
+        return _hub_draw(corpus, *WIKIPEDIA, None, seed, sharded_n)
+    if corpus.startswith("hf:"):
+        spec, _, revision = corpus[3:].partition("@")
+        name, _, config = spec.partition(":")
+        return _hub_draw(corpus, name, config or None, revision or None, seed, sharded_n)
+    path = Path(corpus)
+    if path.is_dir():
+        return _local_shards_draw(corpus, path, seed, sharded_n)
+    if path.is_file() and path.name.endswith(".parquet"):
+        return draw_from_shards([path], sharded_n, seed, corpus=corpus)
+    if path.is_file():
+        return _file_draw(corpus, path, seed, n_samples)
+    raise FileNotFoundError(
+        f"model.stats.corpus={corpus!r} is neither bundled, wikipedia, hf:<name>, a directory of shards "
+        "nor an existing file"
+    )
+
+
+# --- files read in order --------------------------------------------------------------------------
 
 
 def _read_file(path: Path) -> Iterator[str]:
@@ -26,26 +128,342 @@ def _read_file(path: Path) -> Iterator[str]:
                 yield json.loads(line)["text"] if jsonl else line.rstrip("\n")
 
 
-def _hf(name: str, config: str | None, seed: int) -> Iterator[str]:
+def _file_draw(corpus: str, path: Path, seed: int, n_samples: int | None) -> CorpusDraw:
+    """The first ``n_samples`` non-empty texts of a file, in file order (the seed plays no part)."""
+    texts = (t for t in _read_file(path) if t.strip())
+    what = "all non-empty texts" if n_samples is None else f"first {n_samples} non-empty texts"
+    provenance = {
+        "corpus": corpus,
+        "seed": seed,
+        "n_samples": n_samples,
+        "method": "file order",
+        "path": _display_path(path),
+        "description": f"{what} in file order",
+    }
+    return CorpusDraw(itertools.islice(texts, n_samples), provenance)
+
+
+def _display_path(path: Path) -> str:
+    """Paths inside the repository relative to it (provenance is compared across machines)."""
+    root = BUNDLED.parents[2]
+    resolved = path.resolve()
+    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(resolved)
+
+
+# --- sharded draw ---------------------------------------------------------------------------------
+
+
+def draw_from_shards(
+    shards: Sequence[str | Path],
+    n_samples: int,
+    seed: int,
+    *,
+    rows_per_shard: int = ROWS_PER_SHARD,
+    open_shard: Callable[[str], Path] = Path,
+    corpus: str | None = None,
+    source: dict[str, Any] | None = None,
+) -> CorpusDraw:
+    """A seeded two-stage random sample of ``n_samples`` non-empty texts from ``shards``.
+
+    ``shards``: names of .parquet / .jsonl / .jsonl.gz files with a "text" field (recorded as given
+    in the provenance); ``open_shard`` turns a name into a local path when the shard is first
+    visited (e.g. a Hub download, so that only chosen shards are fetched). The rule is in the module
+    docstring.
+    """
+    if n_samples < 1 or rows_per_shard < 1:
+        raise ValueError(f"n_samples={n_samples} and rows_per_shard={rows_per_shard} must be >= 1")
+    names = sorted({str(s) for s in shards})
+    if not names:
+        raise ValueError(f"stats corpus {corpus!r} has no shard files")
+    for name in names:
+        if not name.endswith(SHARD_SUFFIXES):
+            raise ValueError(f"shard {name!r} is not one of {', '.join(SHARD_SUFFIXES)}")
+    rng = random.Random(seed)
+    order = rng.sample(names, len(names))
+    row_seeds = [rng.getrandbits(64) for _ in order]
+    planned = min(len(order), math.ceil(n_samples / rows_per_shard))
+    provenance: dict[str, Any] = {
+        "corpus": corpus,
+        "seed": seed,
+        "n_samples": n_samples,
+        "method": "sharded uniform draw",
+        "source": source or {},
+        "rows_per_shard": rows_per_shard,
+        "n_shards_total": len(names),
+        "n_shards_planned": planned,
+        "n_drawn": 0,
+        "shards": [],
+    }
+    log.info(
+        "stats corpus %s: drawing %d texts from %d of %d shards (seed %d)",
+        corpus,
+        n_samples,
+        planned,
+        len(names),
+        seed,
+    )
+    shard_states = [_Shard(name, row_seed, open_shard) for name, row_seed in zip(order, row_seeds)]
+    texts = _draw(shard_states, n_samples, planned, provenance)
+    return CorpusDraw(texts, provenance)
+
+
+class _Shard:
+    """One shard's place in a draw: its local path, row count and seeded row order, opened on the
+    first visit and kept across visits (so a revisit continues the same row order)."""
+
+    def __init__(self, name: str, row_seed: int, open_shard: Callable[[str], Path]):
+        self.name = name
+        self._row_seed = row_seed
+        self._open = open_shard
+        self.path: Path | None = None
+        self.num_rows = 0
+        self.drawn = 0
+        self.record: dict[str, Any] = {}
+        self._rows: Iterator[int] = iter(())
+
+    @property
+    def exhausted(self) -> bool:
+        return self.path is not None and self.drawn >= self.num_rows
+
+    def open(self, provenance: dict[str, Any]) -> None:
+        if self.path is not None:
+            return
+        self.path = Path(self._open(self.name))
+        self.num_rows = _num_rows(self.path)
+        self._rows = _lazy_permutation(self.num_rows, random.Random(self._row_seed))
+        self.record = {"file": self.name, "num_rows": self.num_rows, "rows": [], "empty_rows": []}
+        provenance["shards"].append(self.record)
+
+    def next_rows(self, k: int) -> list[int]:
+        """The next ``k`` rows of the shard's random order, sorted (read in file order)."""
+        rows = list(itertools.islice(self._rows, k))
+        self.drawn += len(rows)
+        return sorted(rows)
+
+
+def _draw(shards: list[_Shard], n: int, planned: int, provenance: dict[str, Any]) -> Iterator[str]:
+    """Visit shards in order (cycling over those with rows left) until ``n`` texts were yielded."""
+    remaining, visit = n, 0
+    while remaining > 0:
+        live = [s for s in shards if not s.exhausted]
+        if not live:
+            return
+        for shard in live:
+            if remaining == 0:
+                return
+            quota = math.ceil(remaining / max(planned - visit, 1))
+            visit += 1
+            shard.open(provenance)
+            for text in _take(shard, quota):
+                remaining -= 1
+                provenance["n_drawn"] += 1
+                yield text
+
+
+def _take(shard: _Shard, quota: int) -> Iterator[str]:
+    """Up to ``quota`` non-empty texts from ``shard``, drawing more rows when some are empty."""
+    assert shard.path is not None
+    got = 0
+    while got < quota and not shard.exhausted:
+        for row, text in _read_rows(shard.path, shard.next_rows(quota - got)):
+            if text is None or not text.strip():
+                shard.record["empty_rows"].append(row)
+                continue
+            shard.record["rows"].append(row)  # recorded before it is handed out
+            got += 1
+            yield text
+
+
+def _lazy_permutation(n: int, rng: random.Random) -> Iterator[int]:
+    """A uniformly random permutation of range(n), produced lazily: Fisher-Yates with the swaps
+    kept in a dict, so drawing k rows costs O(k) time and memory whatever n is."""
+    moved: dict[int, int] = {}  # position -> value, for positions >= i that a swap has changed
+    for i in range(n):
+        j = rng.randrange(i, n)
+        at_i = moved.pop(i, i)
+        if j == i:
+            yield at_i
+        else:
+            at_j = moved.get(j, j)
+            moved[j] = at_i
+            yield at_j
+
+
+def _num_rows(path: Path) -> int:
+    """Rows of a shard: parquet from its footer; jsonl counts lines (a blank line is an empty row)."""
+    if path.name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    with _open_text(path) as f:
+        return sum(1 for _ in f)
+
+
+def _read_rows(path: Path, rows: list[int]) -> Iterator[tuple[int, str | None]]:
+    """``(row, text)`` for the sorted ``rows`` of a shard, reading only what holds them."""
+    if not rows:
+        return iter(())
+    if path.name.endswith(".parquet"):
+        return _read_parquet_rows(path, rows)
+    return _read_jsonl_rows(path, rows)
+
+
+def _read_parquet_rows(path: Path, rows: list[int]) -> Iterator[tuple[int, str | None]]:
+    """One row group in memory at a time: only the groups that hold ``rows``, only the text column."""
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    if TEXT not in pf.schema_arrow.names:
+        raise ValueError(f"shard {path} has no {TEXT!r} column (columns: {pf.schema_arrow.names})")
+    starts = list(
+        itertools.accumulate((pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)), initial=0)
+    )
+    by_group: dict[int, list[int]] = {}
+    for row in rows:
+        group = bisect.bisect_right(starts, row) - 1
+        by_group.setdefault(group, []).append(row)
+    for group, group_rows in sorted(by_group.items()):
+        column = pf.read_row_group(group, columns=[TEXT]).column(TEXT)
+        texts = column.take([row - starts[group] for row in group_rows]).to_pylist()
+        yield from zip(group_rows, texts)
+
+
+def _read_jsonl_rows(path: Path, rows: list[int]) -> Iterator[tuple[int, str | None]]:
+    """Scan the file once, parsing only the wanted lines."""
+    wanted = iter(rows)
+    target = next(wanted, None)
+    with _open_text(path) as f:
+        for i, line in enumerate(f):
+            if target is None:
+                return
+            if i == target:
+                yield i, json.loads(line).get(TEXT) if line.strip() else None
+                target = next(wanted, None)
+
+
+def _open_text(path: Path) -> IO[str]:
+    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+
+
+def _local_shards_draw(corpus: str, root: Path, seed: int, n_samples: int) -> CorpusDraw:
+    """A directory's shard files (recursively), named relative to it so provenance does not depend
+    on where the copy lives."""
+    names = [
+        str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name.endswith(SHARD_SUFFIXES)
+    ]
+    if not names:
+        raise FileNotFoundError(
+            f"model.stats.corpus={corpus!r} is a directory without {', '.join(SHARD_SUFFIXES)} shards"
+        )
+    return draw_from_shards(
+        names,
+        n_samples,
+        seed,
+        open_shard=lambda name: root / name,
+        corpus=corpus,
+        source={"directory": str(root.resolve())},
+    )
+
+
+# --- Hugging Face Hub -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HubShards:
+    """A Hub dataset's train shards at one commit."""
+
+    repo: str
+    config: str | None
+    revision: str  # the commit sha the branch resolved to
+    files: list[str]
+
+
+_TRAIN = re.compile(r"(^|[/_.-])train([/_.-]|$)")
+
+
+def resolve_hub_shards(name: str, config: str | None, revision: str | None = None) -> HubShards | None:
+    """The train parquet shards of Hub dataset ``name`` (in ``config``'s folder when given), pinned to
+    the commit that ``revision`` (default ``main``) resolves to; then those of the Hub's automatic
+    parquet conversion (``refs/convert/parquet``); None when neither has any."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RevisionNotFoundError
+
+    api = HfApi()
+    for rev in (revision or "main", "refs/convert/parquet"):
+        try:
+            info = api.dataset_info(name, revision=rev)
+        except RevisionNotFoundError:
+            continue
+        files = sorted(s.rfilename for s in info.siblings or () if _is_train_parquet(s.rfilename, config))
+        if files:
+            _check_one_config(name, config, files)
+            if any("partial" in f for f in files):
+                log.warning("%s: the Hub's parquet conversion covers only part of the dataset", name)
+            assert info.sha is not None
+            return HubShards(name, config, info.sha, files)
+    return None
+
+
+def _is_train_parquet(path: str, config: str | None) -> bool:
+    folders = path.split("/")[:-1]
+    return path.endswith(".parquet") and bool(_TRAIN.search(path)) and (config is None or config in folders)
+
+
+def _check_one_config(name: str, config: str | None, files: Iterable[str]) -> None:
+    """Without a config, refuse to mix the shards of several (e.g. every Wikipedia language)."""
+    folders = sorted({f.rpartition("/")[0] for f in files})
+    if config is None and len(folders) > 1:
+        shown = ", ".join(folders[:3])
+        raise ValueError(
+            f"model.stats.corpus: {name} has train shards in {len(folders)} folders ({shown}, ...); "
+            f"name a config: hf:{name}:<config>"
+        )
+
+
+def _hub_draw(
+    corpus: str, name: str, config: str | None, revision: str | None, seed: int, n_samples: int
+) -> CorpusDraw:
+    """A sharded draw over the dataset's parquet shards, downloading only the shards visited."""
+    shards = resolve_hub_shards(name, config, revision)
+    if shards is None:
+        return _streamed_draw(corpus, name, config, seed, n_samples)
+    from huggingface_hub import hf_hub_download
+
+    def download(filename: str) -> Path:
+        return Path(hf_hub_download(name, filename, repo_type="dataset", revision=shards.revision))
+
+    source = {"repo": name, "config": config, "revision": shards.revision}
+    return draw_from_shards(shards.files, n_samples, seed, open_shard=download, corpus=corpus, source=source)
+
+
+def _streamed_draw(corpus: str, name: str, config: str | None, seed: int, n_samples: int) -> CorpusDraw:
+    """Fallback for datasets without parquet shards: a streamed shuffle buffer, which is NOT a
+    uniform sample (neighbouring rows of the first shards)."""
     from datasets import load_dataset
 
-    ds = load_dataset(name, config, split="train", streaming=True).shuffle(seed=seed, buffer_size=10_000)
-    for row in ds:
-        yield row["text"]
+    buffer = 10_000
+    log.warning(
+        "stats corpus %s has no parquet shards on the Hub: streaming it with a %d-row shuffle buffer, "
+        "which is not a uniform sample of the dataset",
+        corpus,
+        buffer,
+    )
+    ds = load_dataset(name, config, split="train", streaming=True).shuffle(seed=seed, buffer_size=buffer)
+    texts = (t for t in (row[TEXT] for row in ds) if t and t.strip())
+    provenance = {
+        "corpus": corpus,
+        "seed": seed,
+        "n_samples": n_samples,
+        "method": "streaming shuffle buffer (not a uniform sample)",
+        "source": {"repo": name, "config": config, "buffer_size": buffer},
+    }
+    return CorpusDraw(itertools.islice(texts, n_samples), provenance)
 
 
-def corpus_texts(corpus: str, seed: int = 0) -> Iterator[str]:
-    """Iterate over the texts of ``corpus`` (see module docstring for the ids)."""
-    if corpus == "bundled":
-        return _read_file(BUNDLED)
-    if corpus == "wikipedia":
-        return _hf(*WIKIPEDIA, seed)
-    if corpus.startswith("hf:"):
-        name, _, config = corpus[3:].partition(":")
-        return _hf(name, config or None, seed)
+def depends_on_seed(corpus: str) -> bool:
+    """True for corpora that are drawn (Hub datasets, shard directories, parquet files); files and
+    the bundled sample are read in order, whatever the seed (so their statistics are shared)."""
+    if corpus == "wikipedia" or corpus.startswith("hf:"):
+        return True
     path = Path(corpus)
-    if not path.exists():
-        raise FileNotFoundError(
-            f"model.stats.corpus={corpus!r} is neither bundled, wikipedia, hf:<name> nor an existing file"
-        )
-    return _read_file(path)
+    return path.is_dir() or path.suffix == ".parquet"

@@ -1,6 +1,7 @@
 """CounterFact / MultiCounterFact reader: ROME's canonical schema or the EasyEdit split schema.
 
-The schema is detected per file from its first record, so the full canonical ``counterfact.json`` and
+The schema is detected per file from its first record that carries a schema's marker field, so the
+full canonical ``counterfact.json`` and
 the offline EasyEdit splits (which keep 1 paraphrase and 1 neighbourhood prompt per case) load into the
 same ``EditRecord`` shape and the editors and metrics never see the difference.
 """
@@ -13,13 +14,15 @@ from typing import Any, Literal
 from sphere.data._io import (
     check_template,
     collect_records,
+    get_case_id,
     get_field,
     get_str_list,
     get_text,
     read_json_list,
+    show,
     template_from_filled,
 )
-from sphere.data.records import EditRecord
+from sphere.data.records import EditRecord, RecordList
 
 Schema = Literal["rome", "easyedit"]
 
@@ -29,16 +32,21 @@ _EASYEDIT_MARKERS = ("rephrase_prompt", "locality_prompt", "ground_truth")
 
 
 def detect_schema(path: Path, rows: list[Any]) -> Schema:
-    """Which CounterFact schema a file uses, judged from its first record."""
+    """Which CounterFact schema a file uses, judged from its first record with a marker field.
+
+    Skipping unmarked leading records lets one broken first record be reported (or skipped with
+    ``skip_malformed``) like any other instead of making the whole file unreadable.
+    """
+    for row in rows:
+        if isinstance(row, dict):
+            if _ROME_MARKER in row:
+                return "rome"
+            if any(key in row for key in _EASYEDIT_MARKERS):
+                return "easyedit"
     first = rows[0]
-    if isinstance(first, dict):
-        if _ROME_MARKER in first:
-            return "rome"
-        if any(key in first for key in _EASYEDIT_MARKERS):
-            return "easyedit"
-    keys = sorted(first) if isinstance(first, dict) else type(first).__name__
+    found = show(sorted(map(str, first))) if isinstance(first, dict) else type(first).__name__
     raise ValueError(
-        f"{path}: unrecognised CounterFact schema (first record: {keys}); expected ROME's counterfact.json "
+        f"{path}: unrecognised CounterFact schema (first record: {found}); expected ROME's counterfact.json "
         "(case_id, requested_rewrite, paraphrase_prompts, neighborhood_prompts) or an EasyEdit split "
         "(case_id, prompt, subject, target_new, ground_truth, rephrase_prompt, locality_prompt, ...)"
     )
@@ -46,7 +54,7 @@ def detect_schema(path: Path, rows: list[Any]) -> Schema:
 
 def _from_rome(_index: int, row: dict[str, Any]) -> EditRecord:
     """ROME schema: the template is stored; neighbourhood answers are the record's true object."""
-    case_id = get_field(row, "case_id", kind=int)
+    case_id = get_case_id(row)
     template = get_text(row, "requested_rewrite", "prompt")
     check_template(template)
     target_true = get_text(row, "requested_rewrite", "target_true", "str")
@@ -68,7 +76,7 @@ def _from_rome(_index: int, row: dict[str, Any]) -> EditRecord:
 
 def _from_easyedit(_index: int, row: dict[str, Any]) -> EditRecord:
     """EasyEdit split: the subject is filled in, so the template is rebuilt around its first occurrence."""
-    case_id = get_field(row, "case_id", kind=int)
+    case_id = get_case_id(row)
     subject = get_text(row, "subject")
     template = template_from_filled(get_text(row, "prompt"), subject)
     check_template(template)
@@ -92,17 +100,16 @@ def _case_id_of(index: int, row: Any) -> object:
     return f"<missing, row {index}>"
 
 
-def read_counterfact(
-    path: str | Path, limit: int | None = None, skip_malformed: bool = False
-) -> list[EditRecord]:
+def read_counterfact(path: str | Path, limit: int | None = None, skip_malformed: bool = False) -> RecordList:
     """All (or the first ``limit`` valid) CounterFact records of a ``.json``/``.json.gz`` file.
 
     Raises ``MalformedRecordError`` (a ``ValueError``) naming file, case_id, problem and fix for a bad
-    record, unless ``skip_malformed`` is set, in which case it is logged and skipped.
+    record, unless ``skip_malformed`` is set, in which case it is logged, skipped and counted in the
+    result's ``skipped``. An unreadable file raises ``ValueError`` whatever ``skip_malformed`` says.
     """
     path = Path(path)
     rows = read_json_list(path)
     if not rows:
-        return []
+        return RecordList()
     build = _from_rome if detect_schema(path, rows) == "rome" else _from_easyedit
     return collect_records(path, enumerate(rows), build, _case_id_of, limit, skip_malformed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from editors.core.requests import EditRequest
@@ -42,3 +43,19 @@ class EditRecord:
     def request(self) -> EditRequest:
         """The edit this record asks for, as editors take it."""
         return EditRequest(self.case_id, self.prompt, self.subject, self.target_new, self.target_true)
+
+
+class RecordList(list[EditRecord]):
+    """The records a reader kept, as a plain ``list``, plus how many malformed ones it skipped.
+
+    ``skipped`` is 0 unless the reader ran with ``skip_malformed=True`` and dropped records; the run
+    summary reports it so a silently shrunken edit stream is visible. Slicing and copying give plain
+    lists (``RecordList(records[:n], skipped=records.skipped)`` keeps the count).
+    """
+
+    def __init__(self, records: Iterable[EditRecord] = (), skipped: int = 0) -> None:
+        super().__init__(records)
+        self.skipped = skipped
+
+    def __repr__(self) -> str:
+        return f"RecordList({list.__repr__(self)}, skipped={self.skipped})"

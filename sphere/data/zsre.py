@@ -13,15 +13,53 @@ from typing import Any, Literal
 from sphere.data._io import (
     RecordProblem,
     check_template,
+    check_text,
     collect_records,
+    describe,
+    get_field,
     get_str_list,
     get_text,
     read_json_list,
     template_from_filled,
 )
-from sphere.data.records import EditRecord
+from sphere.data.records import EditRecord, RecordList
 
 ZsreTarget = Literal["alt", "answers"]
+
+
+def _first_answer(row: dict[str, Any]) -> str:
+    """``answers[0]``: a non-empty list of strings; only the first is edited towards, so only it must be
+    non-blank (a blank alternative answer further down is harmless and was always accepted)."""
+    answers = get_field(row, "answers", kind=list)
+    if not answers:
+        raise RecordProblem("field 'answers' is empty (an empty list); at least one answer is required")
+    for i, item in enumerate(answers):
+        if not isinstance(item, str):
+            raise RecordProblem(f"field 'answers' must be a list of strings; item {i} is {describe(item)}")
+    return check_text(answers[0], "field 'answers' item 0")
+
+
+def _locality(row: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Neighbourhood prompts (``loc + "?"``) and their answers (``loc_ans``).
+
+    MEND's file has one string each; parallel lists of equal length are accepted too, since each
+    prompt needs its own answer (the evaluator pairs them up one to one).
+    """
+    loc, loc_ans = row.get("loc"), row.get("loc_ans")
+    if not isinstance(loc, list) and not isinstance(loc_ans, list):
+        return (get_text(row, "loc") + "?",), (get_text(row, "loc_ans"),)
+    if "loc" in row and "loc_ans" in row and not (isinstance(loc, list) and isinstance(loc_ans, list)):
+        raise RecordProblem(
+            f"fields 'loc' and 'loc_ans' must both be strings or both lists of the same length, "
+            f"got {describe(loc)} and {describe(loc_ans)}"
+        )
+    prompts, answers = get_str_list(row, "loc"), get_str_list(row, "loc_ans")
+    if len(prompts) != len(answers) or not prompts:
+        raise RecordProblem(
+            f"fields 'loc' and 'loc_ans' must be lists of the same, non-zero length (one answer per "
+            f"prompt), got {len(prompts)} prompts and {len(answers)} answers"
+        )
+    return tuple(p + "?" for p in prompts), answers
 
 
 def _builder(target: ZsreTarget):
@@ -31,13 +69,8 @@ def _builder(target: ZsreTarget):
         subject = get_text(row, "subject")
         template = template_from_filled(get_text(row, "src"), subject)
         check_template(template)
-        if target == "alt":
-            target_new = get_text(row, "alt")
-        else:
-            answers = get_str_list(row, "answers")
-            if not answers or not answers[0].strip():
-                raise RecordProblem("field 'answers' is empty")
-            target_new = answers[0]
+        target_new = get_text(row, "alt") if target == "alt" else _first_answer(row)
+        neighborhood_prompts, neighborhood_targets = _locality(row)
         return EditRecord(
             case_id=index,
             kind="zsre",
@@ -46,8 +79,8 @@ def _builder(target: ZsreTarget):
             target_new=target_new,
             target_true=None,
             paraphrase_prompts=(get_text(row, "rephrase"),),
-            neighborhood_prompts=(get_text(row, "loc") + "?",),
-            neighborhood_targets=(get_text(row, "loc_ans"),),
+            neighborhood_prompts=neighborhood_prompts,
+            neighborhood_targets=neighborhood_targets,
         )
 
     return build
@@ -58,13 +91,14 @@ def read_zsre(
     limit: int | None = None,
     skip_malformed: bool = False,
     target: ZsreTarget = "answers",
-) -> list[EditRecord]:
+) -> RecordList:
     """All (or the first ``limit`` valid) ZsRE records; ``case_id`` is the row index in the file.
 
     ``target="answers"`` (default) uses ``answers[0]``, as ROME/MEMIT/AlphaEdit/SPHERE's
     ``MENDQADataset`` does (the papers' ZsRE numbers); ``target="alt"`` edits towards MEND's
     alternative answer, as EasyEdit does.
-    Malformed records raise ``MalformedRecordError`` (a ``ValueError``) unless ``skip_malformed``.
+    Malformed records raise ``MalformedRecordError`` (a ``ValueError``) unless ``skip_malformed``, in
+    which case they are logged, skipped and counted in the result's ``skipped``.
     """
     if target not in ("alt", "answers"):
         raise ValueError(f"target must be 'alt' or 'answers', got {target!r}")

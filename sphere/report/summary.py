@@ -54,6 +54,10 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines.append(f"{'HE (normalised) layer':<24}{'pre':>10}{'post':>10}{'change %':>12}")
     for k, v in summary["he"].items():
         lines.append(f"{k:<24}{summary['he_pre'][k]:>10.6g}{v:>10.6g}{summary['he_change_pct'][k]:>+12.3e}")
+    if summary.get("skipped_batches"):
+        lines.append(f"skipped batches (non-finite update): {summary['skipped_batches']}")
+    if summary.get("skipped_records"):
+        lines.append(f"malformed records skipped at load: {summary['skipped_records']}")
     t = summary["time"]
     lines.append(
         f"time: setup {t['setup_s']:.1f} s, editing {t['edit_s']:.1f} s, evaluation {t['eval_s']:.1f} s"

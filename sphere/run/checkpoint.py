@@ -11,10 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 
-from sphere.io import atomic_write
+from sphere.io import CorruptFileError, load_tensors, save_tensors
 
 FILENAME = "checkpoint.safetensors"
 
@@ -41,25 +39,29 @@ def save_checkpoint(path: Path, *, weights, w0, editor_state, transform_states, 
         tensors[f"weight/{name}"] = w.detach().cpu().contiguous()
     for name, w in w0.items():
         tensors[f"w0/{name}"] = w.detach().cpu().contiguous()
-    atomic_write(path / FILENAME, lambda tmp: save_file(tensors, tmp, metadata={"state": json.dumps(meta)}))
+    save_tensors(path / FILENAME, tensors, {"state": json.dumps(meta)})
 
 
-def checkpoint_progress(path: Path) -> dict[str, Any] | None:
-    """The progress record of a checkpoint, read from its header alone (no tensors loaded)."""
+def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+    """(tensors, state) of the checkpoint in ``path``, None if there is none; a damaged file is
+    reported with what to do, never loaded (the run's weights cannot be recomputed from it)."""
     f = path / FILENAME
     if not f.exists():
         return None
-    with safe_open(str(f), framework="pt") as sf:
-        return json.loads(sf.metadata()["state"])["progress"]
+    try:
+        tensors, meta = load_tensors(f)
+        return tensors, json.loads(meta["state"])
+    except (CorruptFileError, KeyError, json.JSONDecodeError) as e:
+        raise CorruptFileError(
+            f"checkpoint {f} is damaged ({e}); delete {path} to start the run again from the beginning"
+        ) from None
 
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:
-    f = path / FILENAME
-    if not f.exists():
+    found = _read(path)
+    if found is None:
         return None
-    with safe_open(str(f), framework="pt") as sf:
-        meta = json.loads(sf.metadata()["state"])
-        tensors = {k: sf.get_tensor(k) for k in sf.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+    tensors, meta = found
 
     def group(prefix: str) -> dict[str, torch.Tensor]:
         return {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + "/")}

@@ -8,12 +8,15 @@ The editor group is validated against the chosen editor's own ``HParams`` datacl
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from editors.core.model_spec import num_layers
+from editors.core.weights import weight_param
 from sphere.data.config import DatasetConfig
 from sphere.errors import ConfigError
 from sphere.evaluation.config import EvalConfig
@@ -47,6 +50,14 @@ class RunConfig:
     forward_batch_size: int = 64
     cache_dir: str = ".cache/sphere"
     plots: bool = True
+    on_nonfinite: str = "stop"
+
+    def __post_init__(self) -> None:
+        check_choice("run.on_nonfinite", self.on_nonfinite, ("stop", "skip"))
+        if self.checkpoint_every < 0:
+            raise ValueError(
+                f"run.checkpoint_every={self.checkpoint_every} must be >= 0 (0: only at the end)"
+            )
 
 
 @dataclass
@@ -114,3 +125,28 @@ def validate(cfg: DictConfig) -> Settings:
         except ValueError as e:
             raise ConfigError(str(e)) from None
     return s
+
+
+def check_against_model(s: Settings, model, spec, layers: Sequence[int]) -> None:
+    """Settings that only the loaded model can refute, refused before anything is edited."""
+    n = num_layers(model)
+    if any(not 0 <= layer < n for layer in layers):
+        raise ConfigError(
+            f"editor.layers={list(layers)} but {s.model.name} has {n} layers (0..{n - 1}); "
+            "fix model.layers.multi / model.layers.single or editor.layers"
+        )
+    if not s.sphere.enabled:
+        return
+    if s.sphere.layers is not None and not set(s.sphere.layers) <= set(layers):
+        raise ConfigError(
+            f"sphere.layers={s.sphere.layers} includes layers the editor does not edit ({list(layers)}); "
+            "SPHERE would never act there"
+        )
+    for layer in layers:
+        m, c = weight_param(model, spec, layer).shape
+        bound = min(m, c)
+        if s.sphere.rank is not None and s.sphere.rank > bound:
+            raise ConfigError(
+                f"sphere.rank={s.sphere.rank} exceeds min(rows, columns) = {bound} of "
+                f"{spec.weight_name(layer)} ({m}×{c}); use sphere.rank <= {bound} or sphere.beta"
+            )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from pathlib import Path
@@ -9,6 +10,8 @@ from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
+from sphere.data.records import RecordList
+from sphere.errors import ConfigError
 from sphere.io import atomic_write_text
 from sphere.run.config import Settings, validate
 
@@ -19,29 +22,27 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     """Validate, load, edit, evaluate; returns the summary (also written to ``out_dir``)."""
     import torch
 
-    from sphere.data import load_records
+    from sphere.data import check_tokenizable
     from sphere.models import load_model, model_id
     from sphere.report.plots import plot_run
     from sphere.report.summary import format_summary
+    from sphere.run.checkpoint import load_checkpoint
     from sphere.run.runner import SequentialRun
     from sphere.run.tracking import Tracker
 
     s: Settings = validate(cfg)
-    records = load_records(
-        s.dataset.kind,
-        s.dataset.path,
-        limit=None if s.dataset.shuffle else s.dataset.limit,
-        skip_malformed=s.dataset.skip_malformed,
-        zsre_target=s.dataset.zsre_target,
-    )
-    if s.dataset.shuffle:
-        random.Random(s.run.seed).shuffle(records)
-        records = records[: s.dataset.limit] if s.dataset.limit else records
+    if s.run.resume and (out_dir / "summary.json").exists():  # written last: the run is complete
+        summary = json.loads((out_dir / "summary.json").read_text())
+        print(f"\n{format_summary(summary)}\nrun directory: {out_dir} (finished earlier; not re-run)")
+        return summary
+    records = _records(s)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     torch.manual_seed(s.run.seed)
     model, tok = load_model(s.model)
+    check_tokenizable(records, tok, source=s.dataset.path)  # empty targets fail here, not mid-run
     runner = SequentialRun(s, model, tok, model_id(s.model), records, out_dir)
+    state = load_checkpoint(out_dir / "checkpoint") if s.run.resume else None
     tracker = Tracker(
         out_dir,
         s.logger,
@@ -49,10 +50,12 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         group=f"{s.model.name}-{s.dataset.kind}-{len(records)}x{s.dataset.batch_size}",
         tags=[s.model.name, s.editor_name, "sphere" if s.sphere.enabled else "base", s.dataset.kind],
         config=cast(dict, OmegaConf.to_container(cfg, resolve=True)),
-        resume_from_edits=_resumed_edits(out_dir) if s.run.resume else None,
+        resume_from_edits=None if state is None else int(state["progress"]["n_edits"]),
     )
     try:
-        summary = runner.run(tracker)
+        summary = runner.run(tracker, state)
+        if records.skipped:
+            summary["skipped_records"] = records.skipped
         tracker.write_summary(summary)
     finally:
         tracker.finish()
@@ -64,8 +67,30 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     return summary
 
 
-def _resumed_edits(out_dir: Path) -> int | None:
-    from sphere.run.checkpoint import checkpoint_progress
+def _records(s: Settings) -> RecordList:
+    """The edit stream: all usable records, shuffled with the run seed if asked, cut to the limit.
 
-    progress = checkpoint_progress(out_dir / "checkpoint")
-    return None if progress is None else int(progress["n_edits"])
+    A limit above the number of usable records is an error, not a silently shorter run.
+    """
+    from sphere.data import load_records
+
+    records = load_records(
+        s.dataset.kind,
+        s.dataset.path,
+        limit=None,
+        skip_malformed=s.dataset.skip_malformed,
+        zsre_target=s.dataset.zsre_target,
+    )
+    limit = s.dataset.limit
+    if limit is not None and limit > len(records):
+        raise ConfigError(
+            f"dataset.limit={limit} but {s.dataset.path} has only {len(records)} usable records; "
+            "lower dataset.limit or set it to null for all"
+        )
+    if s.dataset.shuffle:
+        order = list(range(len(records)))
+        random.Random(s.run.seed).shuffle(order)
+        picked = [records[i] for i in order[:limit]]
+    else:
+        picked = list(records[:limit])
+    return RecordList(picked, skipped=records.skipped)  # the count goes into the summary

@@ -10,6 +10,7 @@ metrics from the evaluators named in ``eval.evaluators``.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -20,20 +21,20 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from editors import get_editor
+from editors.core.faults import kill_point
 from editors.core.model_spec import spec_for
 from editors.core.weights import (
     MetricTransform,
+    NonFiniteUpdateError,
     StatefulTransform,
     accumulated_view,
-    read_weight,
-    write_weight,
 )
 from sphere.data.records import EditRecord
 from sphere.evaluation.registry import EvalView, Moment, get_evaluator
 from sphere.method.placement import sphere_transform
 from sphere.report.summary import build_summary
 from sphere.run.checkpoint import load_checkpoint, save_checkpoint
-from sphere.run.config import Settings
+from sphere.run.config import Settings, check_against_model
 from sphere.run.state import Progress
 from sphere.run.statistics import build_context
 from sphere.run.tracking import Tracker
@@ -62,6 +63,7 @@ class SequentialRun:
         )
         self.editor = entry.build(s.editor, self.ctx)
         self.layers: list[int] = list(self.editor.layers)
+        check_against_model(s, model, self.spec, self.layers)
         self.ctx.remember_pretrained(self.layers)
         self.evaluators = {name: get_evaluator(name)(s.eval) for name in s.eval.evaluators}
 
@@ -71,16 +73,17 @@ class SequentialRun:
         if not any(t.point == "readout" for t in self.editor.transforms):
             yield
             return
-        live = {layer: read_weight(self.model, self.spec, layer) for layer in self.layers}
+        weights = self.ctx.weights
+        live = {layer: weights.read(layer) for layer in self.layers}
         try:
             for layer, w in live.items():
                 name, w0 = self.spec.weight_name(layer), self.ctx.pretrained(layer).to(w.device)
                 view = accumulated_view(self.editor.transforms, "readout", name, layer, w0, w)
-                write_weight(self.model, self.spec, layer, view)
+                weights.write(layer, view)
             yield
         finally:
             for layer, w in live.items():
-                write_weight(self.model, self.spec, layer, w)
+                weights.write(layer, w)
 
     def measure(self, moment: Moment, records: Sequence[EditRecord], n_edits: int) -> dict[str, float]:
         """Every evaluator scheduled for ``moment``, merged into one row."""
@@ -91,11 +94,14 @@ class SequentialRun:
                 out.update(evaluator(moment, view))
         return out
 
-    def run(self, tracker: Tracker) -> dict[str, Any]:
+    def run(self, tracker: Tracker, state: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Edit every batch not done yet, measuring as scheduled; ``state``: a loaded checkpoint to
+        continue from (read from ``<out_dir>/checkpoint`` when ``run.resume`` and none is given)."""
         s, n_total, bs = self.s, len(self.records), self.s.dataset.batch_size
         batches = [self.records[i : i + bs] for i in range(0, n_total, bs)]
         ckpt_dir = self.out_dir / "checkpoint"
-        state = load_checkpoint(ckpt_dir) if s.run.resume else None
+        if state is None and s.run.resume:
+            state = load_checkpoint(ckpt_dir)
         if state is None:
             progress = Progress()
             with _timed(progress, "setup_s"):
@@ -111,51 +117,92 @@ class SequentialRun:
 
         bar = tqdm(total=n_total, initial=progress.n_edits, desc=f"editing ({s.editor_name})", unit="edit")
         for b in range(progress.batches_done, len(batches)):
-            batch = batches[b]
-            t0 = time.perf_counter()
-            updates = self.editor.apply([r.request for r in batch])
-            edit_s = time.perf_counter() - t0
-            progress.timings["edit_s"] += edit_s
-            progress.batches_done, progress.n_edits = b + 1, progress.n_edits + len(batch)
-            n = progress.n_edits
-            row: dict[str, Any] = {"n_edits": n, "batch_time_s": edit_s}
-            row.update({f"update_norm/layer_{u.layer}": float(u.delta.norm()) for u in updates})
-            with _timed(progress, "eval_s"), self.evaluated_weights():
-                row.update(self.measure("batch", batch, n))
-                every = s.eval.every
-                if every and n // every > (n - len(batch)) // every and n < n_total:
-                    row.update(self.measure("scheduled", self.records[:n], n))
-            for t in self.editor.transforms:  # after the view: readout transforms report there
-                if isinstance(t, MetricTransform):
-                    row.update(t.pop_metrics())
+            row = self._edit_batch(b, batches, progress)
             tracker.log(row)
-            bar.update(len(batch))
+            kill_point("batch.logged")  # tests: between a batch's row and its checkpoint
+            bar.update(len(batches[b]))
             if s.run.checkpoint_every and (b + 1) % s.run.checkpoint_every == 0 or b + 1 == len(batches):
                 self._checkpoint(ckpt_dir, progress)
         bar.close()
 
+        edited = self.edited_records(batches, progress)
         with _timed(progress, "eval_s"), self.evaluated_weights():
-            final = self.measure("final", self.records[: progress.n_edits], progress.n_edits)
+            final = self.measure("final", edited, progress.n_edits)
         tracker.log({"n_edits": progress.n_edits, "final": True, **final})
-        return build_summary(
-            {
-                "model": s.model.name,
-                "editor": s.editor_name,
-                "sphere": asdict(s.sphere),
-                "dataset": s.dataset.kind,
-                "protocol": s.eval.protocol,
-                "n_edits": progress.n_edits,
-            },
-            pre=progress.pre or {},
-            final=final,
-            timings=progress.timings,
-        )
+        header = {
+            "model": s.model.name,
+            "editor": s.editor_name,
+            "sphere": asdict(s.sphere),
+            "dataset": s.dataset.kind,
+            "protocol": s.eval.protocol,
+            "n_edits": progress.n_edits,
+        }
+        if progress.skipped:
+            header["skipped_batches"] = [b + 1 for b in progress.skipped]
+        return build_summary(header, pre=progress.pre or {}, final=final, timings=progress.timings)
+
+    def _edit_batch(self, b: int, batches: list[list[EditRecord]], progress: Progress) -> dict[str, Any]:
+        """Apply batch ``b``, measure what is scheduled; the metrics row. A non-finite update stops
+        the run naming the batch (nothing of it is written), or with ``run.on_nonfinite=skip`` the
+        batch is undone and recorded as skipped."""
+        batch = batches[b]
+        snapshot = self._snapshot() if self.s.run.on_nonfinite == "skip" else None
+        t0 = time.perf_counter()
+        try:
+            updates = self.editor.apply([r.request for r in batch])
+        except NonFiniteUpdateError as e:
+            where = f"batch {b + 1}/{len(batches)} (case_ids {batch[0].case_id}..{batch[-1].case_id})"
+            if snapshot is None:
+                raise NonFiniteUpdateError(f"{where}: {e}") from None
+            self._undo(snapshot)
+            progress.batches_done = b + 1
+            progress.skipped.append(b)
+            log.warning("%s skipped: %s", where, e)
+            return {"n_edits": progress.n_edits, "skipped_batch": b + 1, "skip_reason": str(e)}
+        edit_s = time.perf_counter() - t0
+        progress.timings["edit_s"] += edit_s
+        progress.batches_done, progress.n_edits = b + 1, progress.n_edits + len(batch)
+        n, n_total = progress.n_edits, len(self.records)
+        row: dict[str, Any] = {"n_edits": n, "batch_time_s": edit_s}
+        row.update({f"update_norm/layer_{u.layer}": float(u.delta.norm()) for u in updates})
+        with _timed(progress, "eval_s"), self.evaluated_weights():
+            row.update(self.measure("batch", batch, n))
+            every = self.s.eval.every
+            if every and n // every > (n - len(batch)) // every and n < n_total:
+                row.update(self.measure("scheduled", self.edited_records(batches, progress), n))
+        for t in self.editor.transforms:  # after the view: readout transforms report there
+            if isinstance(t, MetricTransform):
+                row.update(t.pop_metrics())
+        return row
+
+    @staticmethod
+    def edited_records(batches: list[list[EditRecord]], progress: Progress) -> list[EditRecord]:
+        """The records edited so far (skipped batches left out)."""
+        return [
+            r
+            for i, batch in enumerate(batches[: progress.batches_done])
+            if i not in progress.skipped
+            for r in batch
+        ]
+
+    def _snapshot(self) -> tuple[dict[int, Any], dict[str, Any]]:
+        state = {
+            k: v.clone() if hasattr(v, "clone") else copy.deepcopy(v)
+            for k, v in self.editor.state_dict().items()
+        }
+        return {layer: self.ctx.weights.read(layer) for layer in self.layers}, state
+
+    def _undo(self, snapshot: tuple[dict[int, Any], dict[str, Any]]) -> None:
+        weights, state = snapshot
+        for layer, w in weights.items():
+            self.ctx.weights.write(layer, w)
+        self.editor.load_state_dict(state)
 
     def _checkpoint(self, ckpt_dir: Path, progress: Progress) -> None:
         progress.evaluators = {name: ev.state_dict() for name, ev in self.evaluators.items()}
         save_checkpoint(
             ckpt_dir,
-            weights={str(layer): read_weight(self.model, self.spec, layer) for layer in self.layers},
+            weights={str(layer): self.ctx.weights.read(layer) for layer in self.layers},
             w0={str(k): v for k, v in self.ctx.w0.items()},
             editor_state=self.editor.state_dict(),
             transform_states=[
@@ -166,7 +213,7 @@ class SequentialRun:
 
     def _restore(self, state: dict[str, Any]) -> Progress:
         for key, w in state["weights"].items():
-            write_weight(self.model, self.spec, int(key), w)
+            self.ctx.weights.write(int(key), w)
         self.ctx.w0 = {int(k): v for k, v in state["w0"].items()}
         self.editor.load_state_dict(state["editor"])
         for t, st in zip(self.editor.transforms, state["transforms"]):

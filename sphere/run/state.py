@@ -14,6 +14,7 @@ class Progress:
         batches_done, n_edits: batches and edits applied so far.
         pre: every evaluator's metrics of the unedited model (None until measured).
         evaluators: each evaluator's ``state_dict`` at the last checkpoint, by name.
+        skipped: indices of batches undone for a non-finite update (``run.on_nonfinite=skip``).
         timings: seconds spent so far in setup, editing and evaluation.
     """
 
@@ -21,6 +22,7 @@ class Progress:
     n_edits: int = 0
     pre: dict[str, float] | None = None
     evaluators: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped: list[int] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=lambda: {"setup_s": 0.0, "edit_s": 0.0, "eval_s": 0.0})
 
     def to_dict(self) -> dict[str, Any]:

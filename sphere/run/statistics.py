@@ -13,21 +13,21 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from editors.core.context import EditContext
 from editors.core.covariance import StatsOptions, collect_second_moments, weights_digest
 from editors.core.model_spec import ModelSpec, num_layers
 from editors.core.weights import UpdateTransform
-from sphere.data.corpus import corpus_texts
-from sphere.io import atomic_write
+from sphere.data.corpus import depends_on_seed, draw_corpus
+from sphere.io import CorruptFileError, load_tensors, safe_name, save_tensors
 from sphere.models.config import StatsConfig
 
 log = logging.getLogger(__name__)
@@ -55,25 +55,30 @@ def build_context(
         max_length=stats_cfg.max_length,
         batch_size=stats_cfg.batch_size,
         dtype=stats_cfg.dtype,
+        # Files and the bundled sample are read in order; only drawn corpora depend on the seed.
+        seed=seed if depends_on_seed(stats_cfg.corpus) else 0,
     )
     cache = CovarianceCache(Path(cache_dir) / "stats", stats_cfg.precomputed)
     # Taken now, on the unedited model: the cache keeps answering with unedited statistics later.
     digest = weights_digest(model, spec, range(num_layers(model)))
 
     def stats(layers: Sequence[int]) -> dict[int, torch.Tensor]:
-        texts = lambda: corpus_texts(opts.corpus, seed)  # noqa: E731
+        texts = lambda: draw_corpus(opts.corpus, opts.seed, opts.n_samples)  # noqa: E731
         return cache.get(model, tok, spec, layers, opts, model_id, texts, digest)
 
-    artifacts = Path(cache_dir) / "artifacts" / model_id.strip("/").replace("/", "__")
+    artifacts = Path(cache_dir) / "artifacts" / safe_name(model_id)
     scope = cache.key(model_id, digest, "artifacts", opts)
 
     def cached(key: str, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
-        """Tensors derived from the unedited model and its statistics, kept on disk."""
-        path = artifacts / f"{key}.{scope}.safetensors"
+        """Tensors derived from the unedited model and its statistics, kept on disk (checksummed;
+        a corrupt file is recomputed)."""
+        path = artifacts / f"{safe_name(key)}.{scope}.safetensors"
         if path.exists():
-            return load_file(path)["value"]
+            value = _load_cached(path, "value")
+            if value is not None:
+                return value
         value = compute()
-        atomic_write(path, lambda tmp: save_file({"value": value.contiguous().cpu()}, tmp))
+        save_tensors(path, {"value": value})
         return value
 
     return EditContext(
@@ -109,8 +114,7 @@ class CovarianceCache:
     def _path(self, model_id: str, module: str, key: str) -> Path | None:
         if self.cache_dir is None:
             return None
-        slug = model_id.strip("/").replace("/", "__")
-        return self.cache_dir / slug / f"{module}.{key}.safetensors"
+        return self.cache_dir / safe_name(model_id) / f"{safe_name(module)}.{key}.safetensors"
 
     def get(
         self,
@@ -136,17 +140,18 @@ class CovarianceCache:
             if key in self._mem:
                 out[layer] = self._mem[key]
                 continue
-            c = self._load_precomputed(module) if self.precomputed else None
+            c = self._load_precomputed(module, opts.n_samples) if self.precomputed else None
             path = self._path(model_id, module, key)
             if c is None and path is not None and path.exists():
-                c = load_file(path)["mom2"]
+                c = _load_cached(path, "mom2")
             if c is None:
                 missing.append(layer)
             else:
                 out[layer] = self._mem[key] = c.float()
         if missing:
             log.info("collecting key statistics for layers %s on %s", missing, opts.corpus)
-            for layer, (s, count) in collect_second_moments(model, tok, spec, missing, texts(), opts).items():
+            draw = texts()
+            for layer, (s, count) in collect_second_moments(model, tok, spec, missing, draw, opts).items():
                 module = spec.weight_module_name(layer)
                 key = self.key(model_id, digest, module, opts)
                 c = (s / count).float().cpu()
@@ -154,15 +159,17 @@ class CovarianceCache:
                 path = self._path(model_id, module, key)
                 if path is not None:
                     meta = {"count": str(count), **{k: str(v) for k, v in asdict(opts).items()}}
-                    self._save(path, c, meta)
+                    meta["corpus_draw"] = json.dumps(getattr(draw, "provenance", None))
+                    save_tensors(path, {"mom2": c}, meta)
         return {layer: out[layer] for layer in layers}
 
-    @staticmethod
-    def _save(path: Path, c: torch.Tensor, meta: dict[str, str]) -> None:
-        atomic_write(path, lambda tmp: save_file({"mom2": c}, tmp, metadata=meta))
+    def _load_precomputed(self, module: str, n_samples: int) -> torch.Tensor | None:
+        """``module``'s statistics from a file, a directory or a Hub repo (``hf://owner/name``).
 
-    def _load_precomputed(self, module: str) -> torch.Tensor | None:
-        """Find ``module``'s statistics in a file, a directory or a Hub repo (``hf://owner/name``)."""
+        A directory may hold statistics of several sample counts (the reference names them
+        ``<module>_float32_mom2_<n>.npz``; ours carry ``n_samples`` in their header): the file whose
+        count equals ``model.stats.n_samples`` is taken, never merely the first that sorts.
+        """
         src = self.precomputed
         assert src is not None
         if src.startswith("hf://"):
@@ -170,17 +177,67 @@ class CovarianceCache:
 
             src = snapshot_download(src[len("hf://") :], allow_patterns=[f"*{module}*"])
         root = Path(src)
-        candidates = [root] if root.is_file() else sorted(root.rglob(f"*{module}*")) if root.is_dir() else []
-        for f in candidates:
-            if f.name.endswith(".safetensors") and (root.is_file() or f.name.startswith(module + ".")):
-                return load_file(f)["mom2"]
-            if f.suffix == ".npz" and "mom2" in f.name:
-                return _load_reference_npz(f)
         if not root.exists():
             raise FileNotFoundError(
-                f"stats.precomputed={self.precomputed!r} does not exist; fix the path or unset it"
+                f"model.stats.precomputed={self.precomputed!r} does not exist; fix the path or unset it"
             )
+        if root.is_file():
+            return _read_precomputed(root)
+        candidates = [
+            f
+            for f in sorted(root.rglob(f"*{module}*"))
+            if (f.name.endswith(".safetensors") and f.name.startswith(module + "."))
+            or (f.suffix == ".npz" and "mom2" in f.name)
+        ]
+        if not candidates:
+            return None
+        counts = {f: _sample_count(f) for f in candidates}
+        matching = [f for f, n in counts.items() if n == n_samples]
+        if matching:
+            return _read_precomputed(matching[0])
+        if len(candidates) == 1 and counts[candidates[0]] is None:
+            log.warning(
+                "%s does not say its sample count; using it for model.stats.n_samples=%d",
+                candidates[0],
+                n_samples,
+            )
+            return _read_precomputed(candidates[0])
+        found = sorted({str(n) for n in counts.values()})
+        raise FileNotFoundError(
+            f"model.stats.precomputed={self.precomputed!r} has statistics of {module} for sample counts "
+            f"{', '.join(found)} but model.stats.n_samples={n_samples}; set it to one of those"
+        )
+
+
+def _load_cached(path: Path, key: str) -> torch.Tensor | None:
+    """A cached tensor, or None (and the file removed) when it is corrupt: it is recomputed."""
+    try:
+        return load_tensors(path)[0][key]
+    except (CorruptFileError, KeyError) as e:
+        log.warning("cache file %s is unusable (%s); removing it and recomputing", path, e)
+        path.unlink(missing_ok=True)
         return None
+
+
+def _sample_count(path: Path) -> int | None:
+    """The sample count a statistics file was computed from, if it says."""
+    if path.suffix == ".npz":
+        m = re.search(r"_(\d+)\.npz$", path.name)
+        return int(m.group(1)) if m else None
+    try:
+        meta = load_tensors(path)[1]
+    except CorruptFileError as e:
+        raise CorruptFileError(f"{e}; delete it or point model.stats.precomputed elsewhere") from None
+    return int(meta["n_samples"]) if "n_samples" in meta else None
+
+
+def _read_precomputed(path: Path) -> torch.Tensor:
+    if path.suffix == ".npz":
+        return _load_reference_npz(path)
+    try:
+        return load_tensors(path)[0]["mom2"]
+    except CorruptFileError as e:
+        raise CorruptFileError(f"{e}; delete it or point model.stats.precomputed elsewhere") from None
 
 
 def _load_reference_npz(path: Path) -> torch.Tensor:

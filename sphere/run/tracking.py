@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, cast
 
+from editors.core.faults import kill_point
 from sphere.io import atomic_write_json, atomic_write_text
 from sphere.run.config import LoggerConfig
 
@@ -50,9 +51,9 @@ class Tracker:
         out_dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = out_dir / "metrics.jsonl"
         if resume_from_edits is not None and self.metrics_path.exists():
-            # Drop rows past the checkpoint: the resumed run will log them again.
-            rows = [json.loads(x) for x in self.metrics_path.read_text().splitlines() if x.strip()]
-            keep = [r for r in rows if r["n_edits"] <= resume_from_edits]
+            # Keep what the checkpoint covers; the resumed run logs the rest again (a final row, or
+            # a line cut short by a kill mid-append, is dropped too: nothing twice, nothing lost).
+            keep = [r for r in self.rows() if r["n_edits"] <= resume_from_edits and not r.get("final")]
             atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in keep))
         elif resume_from_edits is None and self.metrics_path.exists():
             self.metrics_path.unlink()
@@ -83,31 +84,50 @@ class Tracker:
                 self.run = None
 
     def log(self, row: dict[str, Any]) -> None:
+        line = json.dumps(row, default=float) + "\n"
         with open(self.metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row, default=float) + "\n")
+            half = len(line) // 2
+            f.write(line[:half])
+            f.flush()
+            kill_point("metrics.append")  # tests: a kill mid-line must not cost the run
+            f.write(line[half:])
             f.flush()
             os.fsync(f.fileno())
-        if self.run is not None:
-            self.run.log({k: v for k, v in row.items() if isinstance(v, int | float)})
+        self._wandb(lambda run: run.log({k: v for k, v in row.items() if isinstance(v, int | float)}))
+
+    def _wandb(self, call) -> None:
+        """W&B is a mirror: if it raises, warn once and stop mirroring; the run goes on."""
+        if self.run is None:
+            return
+        try:
+            call(self.run)
+        except Exception as e:  # noqa: BLE001 - any W&B failure, whatever its type
+            log.warning("W&B failed (%s: %s); mirroring stops, local files continue", type(e).__name__, e)
+            self.run = None
 
     def rows(self) -> list[dict[str, Any]]:
+        """The rows logged so far; a last line cut short by a kill is ignored."""
         if not self.metrics_path.exists():
             return []
-        return [json.loads(x) for x in self.metrics_path.read_text().splitlines() if x.strip()]
+        rows = []
+        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # only a partial last line can fail: every complete line is one json.dumps
+        return rows
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_json(self.out_dir / "summary.json", summary)
-        if self.run is not None:
-            flat = {k: v for k, v in summary.items() if isinstance(v, int | float)}
-            flat.update(
-                {f"pre/{k}": v for k, v in (summary.get("pre") or {}).items() if isinstance(v, int | float)}
-            )
-            self.run.summary.update(flat)
+        flat = {k: v for k, v in summary.items() if isinstance(v, int | float)}
+        flat.update(
+            {f"pre/{k}": v for k, v in (summary.get("pre") or {}).items() if isinstance(v, int | float)}
+        )
+        self._wandb(lambda run: run.summary.update(flat))
 
     def finish(self) -> None:
-        if self.run is not None:
-            self.run.finish()
-            self.run = None
+        self._wandb(lambda run: run.finish())
+        self.run = None
 
 
 def _run_id(out_dir: Path) -> str:

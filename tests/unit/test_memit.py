@@ -99,7 +99,7 @@ def test_covariance_cache_reuses_disk_and_loads_reference_npz(tiny_llama, tmp_pa
     ref.mkdir()
     total = np.eye(128, dtype=np.float32) * 6.0
     np.savez(
-        ref / f"{spec.weight_module_name(1)}_float32_mom2_100.npz", **{"mom2.mom2": total, "mom2.count": 3}
+        ref / f"{spec.weight_module_name(1)}_float32_mom2_20.npz", **{"mom2.mom2": total, "mom2.count": 3}
     )
     loaded = CovarianceCache(None, precomputed=str(ref)).get(
         model, tok, spec, [1], opts, "tiny", texts, digest
