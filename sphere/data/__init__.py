@@ -13,7 +13,7 @@ from typing import Any, cast
 from sphere.data._io import MAX_TEXT_CHARS, MalformedRecordError
 from sphere.data.checks import check_tokenizable
 from sphere.data.counterfact import read_counterfact
-from sphere.data.download import DEFAULT_DEST, FILES
+from sphere.data.download import DEFAULT_DEST, FILES, verify_sidecar
 from sphere.data.records import EditRecord, RecordList
 from sphere.data.zsre import read_zsre
 
@@ -99,6 +99,7 @@ def load_records(
     resolved = resolve_data_path(path)
     if not resolved.is_file():
         raise FileNotFoundError(f"dataset file {resolved} not found; {_missing_hint(path, resolved)}")
+    verify_sidecar(resolved)
     if kind == "zsre":
         return read_zsre(resolved, limit=limit, skip_malformed=skip_malformed, target=cast(Any, zsre_target))
     return _READERS[kind](resolved, limit=limit, skip_malformed=skip_malformed)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from sphere.io import atomic_write
+from sphere.io import atomic_write, atomic_write_text
 
 log = logging.getLogger("sphere.data.download")
 
@@ -43,6 +43,28 @@ _CHUNK = 1 << 20
 
 class DownloadError(RuntimeError):
     """A download that failed or did not verify; the message is one line, fit for a CLI."""
+
+
+SIDECAR = ".sha256"
+
+
+def write_sidecar(path: Path, digest: str) -> None:
+    """``<file>.sha256`` beside a downloaded file: loading verifies it, so a file damaged later
+    (disk, a partial copy, a hand edit) is detected instead of read."""
+    atomic_write_text(path.with_name(path.name + SIDECAR), digest + "\n")
+
+
+def verify_sidecar(path: Path) -> None:
+    """Check ``path`` against its ``.sha256`` sidecar, if it has one; raise ValueError if it fails."""
+    sidecar = path.with_name(path.name + SIDECAR)
+    if not sidecar.is_file():
+        return
+    expected = sidecar.read_text().strip()
+    if sha256_file(path) != expected:
+        raise ValueError(
+            f"{path} does not match its checksum {sidecar.name} (damaged after download); delete it and "
+            f"run `python scripts/download_data.py` again"
+        )
 
 
 def sha256_file(path: Path) -> str:
@@ -111,6 +133,7 @@ def download(
             return final
         if present == expected:
             log.info("%s already present, sha256 verified", final)
+            write_sidecar(final, present)
             return final
         log.warning("%s present but sha256 %s != expected %s; downloading again", final, present, expected)
 
@@ -134,6 +157,7 @@ def download(
             )
 
     atomic_write(final, fetch_verified)  # a failed or killed download leaves nothing under its name
+    write_sidecar(final, digest)
     if expected is None:
         log.warning("%s downloaded; sha256 %s could not be verified (no reference hash known)", final, digest)
     else:

@@ -7,10 +7,12 @@ gradients off (editors only need activation gradients for δ).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -116,19 +118,37 @@ def load_model(cfg: ModelConfig):
         path = find_gguf(cfg)
         log.info("loading GGUF %s (de-quantizing to %s)", path, cfg.dtype)
         kw = dict(gguf_file=path.name, trust_remote_code=cfg.trust_remote_code)
-        tok = prepare_tokenizer(AutoTokenizer.from_pretrained(str(path.parent), **kw))
-        model = AutoModelForCausalLM.from_pretrained(str(path.parent), dtype=_dtype(cfg.dtype), **kw)
+        with _clear_load_errors(str(path)):
+            tok = prepare_tokenizer(AutoTokenizer.from_pretrained(str(path.parent), **kw))
+            model = AutoModelForCausalLM.from_pretrained(str(path.parent), dtype=_dtype(cfg.dtype), **kw)
         model = model.to(device)  # type: ignore[arg-type]
     else:
         kw = dict(revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
-        tok = prepare_tokenizer(AutoTokenizer.from_pretrained(cfg.tokenizer or cfg.path, **kw))
-        if cfg.device_map:
-            model = AutoModelForCausalLM.from_pretrained(
-                str(cfg.path), dtype=_dtype(cfg.dtype), device_map=cfg.device_map, **kw
-            )
-        else:
-            model = AutoModelForCausalLM.from_pretrained(str(cfg.path), dtype=_dtype(cfg.dtype), **kw)
+        with _clear_load_errors(str(cfg.path)):
+            tok = prepare_tokenizer(AutoTokenizer.from_pretrained(cfg.tokenizer or cfg.path, **kw))
+            if cfg.device_map:
+                model = AutoModelForCausalLM.from_pretrained(
+                    str(cfg.path), dtype=_dtype(cfg.dtype), device_map=cfg.device_map, **kw
+                )
+            else:
+                model = AutoModelForCausalLM.from_pretrained(str(cfg.path), dtype=_dtype(cfg.dtype), **kw)
+        if not cfg.device_map:
             model = model.to(device)  # type: ignore[arg-type]
     model.eval()
     model.requires_grad_(False)
     return model, tok
+
+
+@contextlib.contextmanager
+def _clear_load_errors(where: str) -> Iterator[None]:
+    """A missing or damaged model file becomes one line naming it, instead of a library traceback."""
+    try:
+        yield
+    except Exception as e:  # noqa: BLE001 - loaders raise anything (struct.error on a bad GGUF)
+        if type(e).__name__ == "OutOfMemoryError":
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ValueError(
+            f"model {where} could not be loaded ({type(e).__name__}: {first[:300]}); check model.path / "
+            "model.gguf_file, re-download the files, or set HF_HUB_OFFLINE=0 if they must come from the Hub"
+        ) from None

@@ -98,3 +98,14 @@ def test_bad_values_fail_fast_with_a_clear_message(tmp_path, override, needle):
     assert needle in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_missing_or_damaged_model_files_give_one_line(tmp_path):
+    bad = tmp_path / "damaged.gguf"
+    bad.write_bytes(b"GGUF" + bytes(8))
+    for path, needle in ((tmp_path / "absent.gguf", "not found"), (bad, "could not be loaded")):
+        proc = sphere_edit(
+            "logger=none", f"model.path={path}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
+        )
+        assert proc.returncode != 0 and needle in proc.stderr, proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr

@@ -91,16 +91,16 @@ def test_bf16_weights_accumulate_small_edits_like_float32():
     model = model.to(torch.bfloat16)
     store = EditedWeights(model, spec)
     naive = read_weight(model, spec, 1).to(torch.bfloat16)
-    delta = torch.full_like(w32, 2e-4)  # below half a bf16 step for most entries of |W| ~ 0.06
+    delta = torch.full_like(w32, 1e-4)  # below half a bf16 step for most entries of |W| ~ 0.06
     for _ in range(100):
         store.add(1, delta)
         naive = naive + delta.to(torch.bfloat16)  # what adding into bf16 weights does
-    expected = w32.to(torch.bfloat16).float() + 100 * 2e-4
+    expected = w32.to(torch.bfloat16).float() + 100 * 1e-4
     torch.testing.assert_close(store.read(1), expected, rtol=0, atol=1e-5)  # master: every edit counted
     in_model = read_weight(model, spec, 1)
     assert torch.equal(in_model, store.read(1).to(torch.bfloat16).float())  # the model holds it rounded
-    lost = (naive.float() - w32.to(torch.bfloat16).float()).abs().mean()
-    assert lost < 0.5 * 100 * 2e-4  # plain bf16 accumulation loses most of the edit
+    kept = float((naive.float() - w32.to(torch.bfloat16).float()).mean()) / (100 * 1e-4)
+    assert kept < 0.6  # adding into bf16 weights keeps ~40 % of this edit; the master copy all of it
 
 
 def test_a_bf16_run_edits_and_checkpoints_the_float32_master(tmp_path, config_tiny_llama):

@@ -64,8 +64,22 @@ def test_download_verified(server, tmp_path):
     )
     assert path == dest / "counterfact.json"
     assert path.read_bytes() == PAYLOAD
-    assert sorted(p.name for p in dest.iterdir()) == ["counterfact.json"]  # no temp file left
+    # no temp file left; the checksum sidecar that loading verifies
+    assert sorted(p.name for p in dest.iterdir()) == ["counterfact.json", "counterfact.json.sha256"]
+    assert (dest / "counterfact.json.sha256").read_text().strip() == PAYLOAD_SHA
     assert requests == ["/counterfact.json"]
+
+
+def test_a_download_damaged_later_is_detected_when_loaded(server, tmp_path):
+    from sphere.data import load_records
+
+    base_url, _ = server
+    path = download(
+        "counterfact", tmp_path, base_url, expected_sha256={"counterfact": PAYLOAD_SHA}, progress=False
+    )
+    path.write_bytes(path.read_bytes()[:-3])  # e.g. a partial copy
+    with pytest.raises(ValueError, match="does not match its checksum counterfact.json.sha256"):
+        load_records("counterfact", path)
 
 
 def test_wrong_hash_leaves_nothing(server, tmp_path):
