@@ -119,3 +119,29 @@ def test_a_bf16_run_edits_and_checkpoints_the_float32_master(tmp_path, config_ti
                 assert torch.equal(w.to(torch.bfloat16).float(), read_weight(model, run.spec, int(key)))
         finally:
             model.to(torch.float32)
+
+
+@pytest.mark.parametrize(
+    "overrides,needle",
+    [
+        (["sphere.rank=600"], "sphere.rank=600 exceeds min(rows, columns) = 256"),
+        (["sphere.layers=[7]"], "sphere.layers=[7] includes layers the editor does not edit"),
+        (["editor.layers=[4,5,6]"], "editor.layers=[4, 5, 6] but tiny-llama has 6 layers"),
+    ],
+)
+def test_settings_the_model_refutes_stop_before_any_edit(tmp_path, config_tiny_llama, overrides, needle):
+    from sphere.errors import ConfigError
+
+    model, _ = config_tiny_llama
+    before = read_weight(model, spec_for(model), 0)
+    with pytest.raises(ConfigError) as e:
+        _run(tmp_path, config_tiny_llama, *overrides)
+    assert needle in str(e.value) and torch.equal(read_weight(model, spec_for(model), 0), before)
+
+
+def test_a_missing_statistics_corpus_names_the_key(tmp_path, config_tiny_llama):
+    model, _ = config_tiny_llama
+    with restored(model):
+        _, run = _run(tmp_path, config_tiny_llama, "model.stats.corpus=/no/such/corpus.txt")
+        with pytest.raises(FileNotFoundError, match=r"model\.stats\.corpus='/no/such/corpus\.txt'"):
+            run.editor.setup()

@@ -70,6 +70,8 @@ def test_reference_hyperparameters_reach_the_editors(tmp_path):
         (["editor=rect", "editor.keep_fraction=0"], "editor.keep_fraction=0.0 must be in (0, 1]"),
         (["eval.evaluators=[edit_quality,hee]"], "did you mean 'he'"),
         (["sphere.rank=0"], "sphere.rank=0 must be a positive integer"),
+        (["run.on_nonfinite=maybe"], "run.on_nonfinite='maybe' is not allowed"),
+        (["dataset.batch_size=0"], "dataset.batch_size=0 must be >= 1"),
     ],
 )
 def test_bad_combinations_fail_at_start_up(overrides, needle, tmp_path):

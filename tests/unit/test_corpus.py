@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sphere.data import corpus as corpus_mod
+from sphere.data import shards as shards_mod
 from sphere.data.corpus import (
     BUNDLED,
     CorpusDraw,
@@ -179,8 +180,8 @@ def test_lazy_permutation_is_a_uniform_permutation():
     import random
 
     for n in (0, 1, 2, 17, 500):
-        assert sorted(corpus_mod._lazy_permutation(n, random.Random(n))) == list(range(n))
-    firsts = collections.Counter(next(corpus_mod._lazy_permutation(5, random.Random(s))) for s in range(5000))
+        assert sorted(shards_mod._lazy_permutation(n, random.Random(n))) == list(range(n))
+    firsts = collections.Counter(next(shards_mod._lazy_permutation(5, random.Random(s))) for s in range(5000))
     assert set(firsts) == set(range(5)) and all(800 < c < 1200 for c in firsts.values())
 
 
