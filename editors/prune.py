@@ -75,20 +75,23 @@ class PRUNEHParams(MEMITHParams):
     feedback: bool = knob(False, "write the restrained weights back after every batch (reference: false)")
 
 
+def restraint_point(hp: PRUNEHParams) -> TransformPoint:
+    """Where the restraint acts: on the evaluated weights only, or fed back after every batch."""
+    return "step" if hp.feedback else "readout"
+
+
 def prune_placement(hp: PRUNEHParams) -> Placement:
     """SPHERE goes where the restraint goes, with U from W₀ (the reference's PRUNE + SPHERE)."""
-    point: TransformPoint = "step" if hp.feedback else "readout"
-    return Placement(points=SPREAD_POINTS, default_point=point, default_reference="pretrained")
+    return Placement(points=SPREAD_POINTS, default_point=restraint_point(hp), default_reference="pretrained")
 
 
 @register_editor("prune", hparams=PRUNEHParams, placement=prune_placement)
 def prune(hp: PRUNEHParams, ctx: EditContext) -> SpreadEditor:
     """MEMIT with the singular values of the accumulated edit log-restrained (Ma et al., 2025)."""
-    point: TransformPoint = "step" if hp.feedback else "readout"
     return SpreadEditor(
         hp,
         ctx,
         memit_solve(hp),
-        own_transforms=[PruneRestraint(point=point)],
+        own_transforms=[PruneRestraint(point=restraint_point(hp))],
         commit=commit_accumulated if hp.feedback else commit_step,
     )

@@ -95,6 +95,17 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
     return tensors, meta
 
 
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The header metadata of a safetensors file, without reading (or verifying) its tensors."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CorruptFileError(f"{path} cannot be read ({type(e).__name__}: {e})") from None
+
+
 def safe_name(text: str) -> str:
     """A file-name component from an arbitrary id (a model id, a corpus name): letters, digits,
     '.', '_' and '-' only, never '.' or '..', so a crafted id cannot point outside its directory."""

@@ -71,7 +71,7 @@ class EditContext:
                 self.w0[layer] = self.weights.read(layer).cpu()
 
     def pretrained(self, layer: int) -> torch.Tensor:
-        """W₀ of ``layer`` on the model's device."""
+        """W₀ of ``layer`` (CPU, float32; callers move it to where they compute)."""
         if layer not in self.w0:
             raise KeyError(f"W₀ of layer {layer} was not snapshotted before editing (remember_pretrained)")
         return self.w0[layer]

@@ -8,7 +8,7 @@ written once.
 from __future__ import annotations
 
 import copy
-from dataclasses import MISSING, Field, field, fields
+from dataclasses import MISSING, Field, field
 from typing import Any
 
 HELP = {
@@ -30,18 +30,6 @@ def knob(default: Any, help: str) -> Any:
     if isinstance(default, list | dict):
         return field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help})
     return field(default=default, metadata={"help": help})
-
-
-def describe(hp_cls: type) -> list[tuple[str, str, Any, str]]:
-    """(name, type, default, help) of every field of a hyperparameter dataclass."""
-    rows = []
-    for f in fields(hp_cls):
-        rows.append((f.name, _type_name(f), field_default(f), f.metadata.get("help", "")))
-    return rows
-
-
-def _type_name(f: Field) -> str:
-    return f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
 
 
 def field_default(f: Field) -> Any:

@@ -140,14 +140,11 @@ class EditedWeights:
     after batch, and a long run would silently stop accumulating small edits.
     """
 
-    def __init__(self, model: nn.Module, spec: ModelSpec, *, master: bool | None = None) -> None:
+    def __init__(self, model: nn.Module, spec: ModelSpec) -> None:
         self.model, self.spec = model, spec
-        self.keep_master = master
         self._master: dict[int, torch.Tensor] = {}
 
     def _uses_master(self, layer: int) -> bool:
-        if self.keep_master is not None:
-            return self.keep_master
         return weight_param(self.model, self.spec, layer).dtype != torch.float32
 
     def read(self, layer: int) -> torch.Tensor:

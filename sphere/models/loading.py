@@ -14,7 +14,6 @@ import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -24,7 +23,13 @@ from sphere.models.tokenizers import BUNDLED, load_bundled_tokenizer, prepare_to
 
 log = logging.getLogger(__name__)
 
-TINY_ARCHS = ("llama", "qwen2", "gpt2", "gemma3")
+# Tiny random models, by model.arch: transformers config class, model class, bundled tokenizer.
+TINY_ARCHS = {
+    "llama": ("LlamaConfig", "LlamaForCausalLM", "llama3"),
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", "qwen2"),
+    "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM", "llama3"),
+    "gpt2": ("GPT2Config", "GPT2LMHeadModel", "gpt2"),
+}
 
 
 def resolve_device(device: str) -> torch.device:
@@ -65,26 +70,19 @@ def _tiny_model(cfg: ModelConfig, vocab_size: int):
 
     tiny = dict(cfg.tiny)
     seed = int(tiny.pop("seed", 0))
-    common = dict(vocab_size=vocab_size, **tiny)
-    config: Any
-    cls: Any
-    if cfg.arch == "llama":
-        config = tf.LlamaConfig(**common)
-        cls = tf.LlamaForCausalLM
-    elif cfg.arch == "qwen2":
-        config = tf.Qwen2Config(**common)
-        cls = tf.Qwen2ForCausalLM
-    elif cfg.arch == "gemma3":
-        config = tf.Gemma3TextConfig(**common)
-        cls = tf.Gemma3ForCausalLM
-    elif cfg.arch == "gpt2":
-        config = tf.GPT2Config(**common)
-        cls = tf.GPT2LMHeadModel
-    else:
-        raise ConfigError(f"model.arch={cfg.arch!r} is not a tiny architecture; choose one of {TINY_ARCHS}")
+    config_cls, model_cls, _ = _tiny_arch(cfg.arch)
+    config = getattr(tf, config_cls)(vocab_size=vocab_size, **tiny)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return cls(config)
+        return getattr(tf, model_cls)(config)
+
+
+def _tiny_arch(arch: str | None) -> tuple[str, str, str]:
+    if arch not in TINY_ARCHS:
+        raise ConfigError(
+            f"model.arch={arch!r} is not a tiny architecture; choose one of {', '.join(TINY_ARCHS)}"
+        )
+    return TINY_ARCHS[arch]
 
 
 def model_id(cfg: ModelConfig) -> str:
@@ -103,10 +101,7 @@ def load_model(cfg: ModelConfig):
 
     device = resolve_device(cfg.device)
     if cfg.source == "tiny":
-        name = (
-            cfg.tokenizer
-            or {"llama": "llama3", "qwen2": "qwen2", "gpt2": "gpt2", "gemma3": "llama3"}[str(cfg.arch)]
-        )
+        name = cfg.tokenizer or _tiny_arch(cfg.arch)[2]
         if name not in BUNDLED:
             raise ConfigError(
                 f"model.tokenizer={name!r}: tiny models use a bundled tokenizer ({', '.join(BUNDLED)})"

@@ -22,7 +22,7 @@ def _split(prefix: str, state: dict[str, Any], tensors: dict[str, torch.Tensor])
     rest = {}
     for k, v in state.items():
         if isinstance(v, torch.Tensor):
-            tensors[f"{prefix}/{k}"] = v.detach().cpu().contiguous()
+            tensors[f"{prefix}/{k}"] = v
         else:
             rest[k] = v
     return rest
@@ -35,10 +35,9 @@ def save_checkpoint(path: Path, *, weights, w0, editor_state, transform_states, 
         "transforms": [_split(f"transform{i}", s, tensors) for i, s in enumerate(transform_states)],
         "progress": progress,
     }
-    for name, w in weights.items():
-        tensors[f"weight/{name}"] = w.detach().cpu().contiguous()
-    for name, w in w0.items():
-        tensors[f"w0/{name}"] = w.detach().cpu().contiguous()
+    tensors.update({f"weight/{name}": w for name, w in weights.items()})
+    tensors.update({f"w0/{name}": w for name, w in w0.items()})
+    # save_tensors detaches, moves to the CPU and makes contiguous, once for all of them.
     save_tensors(path / FILENAME, tensors, {"state": json.dumps(meta)})
 
 

@@ -27,7 +27,7 @@ from editors.core.covariance import StatsOptions, collect_second_moments, weight
 from editors.core.model_spec import ModelSpec, num_layers
 from editors.core.weights import UpdateTransform
 from sphere.data.corpus import depends_on_seed, draw_corpus
-from sphere.io import CorruptFileError, load_tensors, safe_name, save_tensors
+from sphere.io import CorruptFileError, load_tensors, read_metadata, safe_name, save_tensors
 from sphere.models.config import StatsConfig
 
 log = logging.getLogger(__name__)
@@ -225,7 +225,7 @@ def _sample_count(path: Path) -> int | None:
         m = re.search(r"_(\d+)\.npz$", path.name)
         return int(m.group(1)) if m else None
     try:
-        meta = load_tensors(path)[1]
+        meta = read_metadata(path)  # the header alone: the matrix is read once, from the chosen file
     except CorruptFileError as e:
         raise CorruptFileError(f"{e}; delete it or point model.stats.precomputed elsewhere") from None
     return int(meta["n_samples"]) if "n_samples" in meta else None
