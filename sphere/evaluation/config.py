@@ -18,6 +18,59 @@ class HEConfig:
 
 
 @dataclass
+class GenerationConfig:
+    """CounterFact generation test: fluency (n-gram entropy) and consistency (TF-IDF similarity).
+
+    ``prompts``: ``dataset`` uses the records' ``generation_prompts`` (ROME schema) and skips
+    records without them, with a note; ``edit_prompts`` generates from the rewrite and paraphrase
+    prompts instead (for the EasyEdit schema), and the summary says so.
+    ``snippets``/``tfidf``: ``auto`` uses the canonical attribute_snippets.json, idf.npy and
+    tfidf_vocab.json when ``scripts/download_data.py generation`` has fetched them, else the
+    labelled substitute documented in docs/metrics.md.
+    """
+
+    prompts: str = "dataset"
+    max_length: int = 100
+    top_k: int = 5
+    every_case: int = 1
+    batch_size: int = 16
+    seed: int = 0
+    snippets: str = "auto"
+    tfidf: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_choice("eval.generation.prompts", self.prompts, ("dataset", "edit_prompts"))
+        for key in ("max_length", "every_case", "batch_size"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"eval.generation.{key}={getattr(self, key)} must be >= 1")
+        if self.top_k < 0:
+            raise ValueError(f"eval.generation.top_k={self.top_k} must be >= 0 (0: greedy)")
+
+
+@dataclass
+class GeneralConfig:
+    """General ability (spec §5): downstream tasks measured before editing and every ``every`` edits.
+
+    ``tasks``: SPHERE/RECT tasks (reasoning, nli, open_qa, closed_qa) and AlphaEdit GLUE-style
+    tasks (sst2, mrpc, cola, rte, mmlu, glue_nli); ``n_items`` first items of each; ``source``
+    ``bundled`` (small samples in data/general_ability) or ``full`` (scripts/download_data.py).
+    """
+
+    tasks: list[str] = field(default_factory=lambda: ["reasoning", "nli", "open_qa", "closed_qa"])
+    n_items: int = 500
+    every: int = 0
+    source: str = "bundled"
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        check_choice("eval.general.source", self.source, ("bundled", "full"))
+        if self.n_items < 1:
+            raise ValueError(f"eval.general.n_items={self.n_items} must be >= 1")
+        if self.every < 0:
+            raise ValueError(f"eval.general.every={self.every} must be >= 0 (0: before and after editing)")
+
+
+@dataclass
 class EvalConfig:
     """When and how edit quality is measured.
 
@@ -33,6 +86,8 @@ class EvalConfig:
     pre: bool = True
     batch_size: int = 32
     he: HEConfig = field(default_factory=HEConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    general: GeneralConfig = field(default_factory=GeneralConfig)
 
     def __post_init__(self) -> None:
         check_choice("eval.protocol", self.protocol, ("edited_so_far", "last_batch"))
