@@ -56,10 +56,31 @@ def evaluate_records(
     raise ValueError(f"unknown record kind {kind!r}; expected 'counterfact' or 'zsre'")
 
 
+def _finite(rows: Sequence[dict], key: str) -> list[float]:
+    """The finite values of ``key`` (NaN marks a record with no prompts of a group)."""
+    return [float(r[key]) for r in rows if not math.isnan(float(r[key]))]
+
+
 def _mean_pct(rows: list[dict], key: str) -> float:
-    """Mean ×100 of ``key`` over the rows where it is finite (NaN marks a record with no prompts of a group)."""
-    vals = [float(r[key]) for r in rows if not math.isnan(float(r[key]))]
+    """Mean ×100 of ``key`` over the rows where it is finite."""
+    vals = _finite(rows, key)
     return 100.0 * sum(vals) / len(vals) if vals else math.nan
+
+
+def standard_error(values: Sequence[float]) -> float:
+    """Standard error of the mean over cases, s/√n with the sample standard deviation (ddof = 1);
+    the paper's ± after each number. NaN for fewer than two values."""
+    n = len(values)
+    if n < 2:
+        return math.nan
+    mean = sum(values) / n
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
+
+
+def _with_se(out: dict[str, float], column: str, rows: list[dict], key: str) -> None:
+    """``out[column]`` = mean ×100 of the per-case ``key`` and ``out[column + "_se"]`` its standard error ×100."""
+    out[column] = _mean_pct(rows, key)
+    out[f"{column}_se"] = 100.0 * standard_error(_finite(rows, key))
 
 
 def _harmonic(values: Sequence[float]) -> float:
@@ -78,9 +99,11 @@ def aggregate(rows: Sequence[dict]) -> dict[str, float]:
     (``*_success``), ``*_top1`` from all-tokens-argmax (the reference's ``*_correct``), ``*_magnitude``
     (probability margin, positive = good) and ``*_token_acc`` (per-token argmax accuracy).
 
-    ZsRE has only the token-accuracy convention (the reference reports ``*_acc``), so ``efficacy`` etc. are
-    the token accuracies and ``*_top1``/``*_token_acc`` repeat them — they are present only so that tables
-    can use the same keys for both datasets; they are not an all-tokens-correct metric for ZsRE.
+    ZsRE: ``efficacy`` etc. are the reference's token accuracies (``*_acc``, also under ``*_token_acc``),
+    and ``*_top1`` the all-tokens convention (fraction of prompts whose whole answer is the argmax), so
+    tables use the same keys for both datasets and both conventions.
+
+    Every per-case column ``m`` comes with ``m_se``, its standard error over cases ×100 (the paper's ±).
 
     Both give ``score`` = harmonic mean of efficacy, generalization and specificity ([M]/[A] summarize;
     0 if any is 0 — not the arithmetic mean [S] mislabels "harmonic"), and ``n_records``. Empty → ``{}``.
@@ -93,15 +116,15 @@ def aggregate(rows: Sequence[dict]) -> dict[str, float]:
     out: dict[str, float] = {}
     if all(is_cf):
         for column, group in _COLUMNS:
-            out[column] = _mean_pct(rows, f"{group}_success")
-            out[f"{column}_top1"] = _mean_pct(rows, f"{group}_top1")
-            out[f"{column}_magnitude"] = _mean_pct(rows, f"{group}_magnitude")
-            out[f"{column}_token_acc"] = _mean_pct(rows, f"{group}_token_acc")
+            _with_se(out, column, rows, f"{group}_success")
+            _with_se(out, f"{column}_top1", rows, f"{group}_top1")
+            _with_se(out, f"{column}_magnitude", rows, f"{group}_magnitude")
+            _with_se(out, f"{column}_token_acc", rows, f"{group}_token_acc")
     elif all(is_zsre):
         for column, group in _COLUMNS:
-            out[column] = _mean_pct(rows, f"{group}_acc")
-            out[f"{column}_top1"] = out[column]
-            out[f"{column}_token_acc"] = out[column]
+            _with_se(out, column, rows, f"{group}_acc")
+            _with_se(out, f"{column}_top1", rows, f"{group}_exact")
+            out[f"{column}_token_acc"], out[f"{column}_token_acc_se"] = out[column], out[f"{column}_se"]
     else:
         raise ValueError(
             "rows mix CounterFact and ZsRE metrics (or are neither); aggregate each kind separately"

@@ -23,7 +23,9 @@ def evaluate_zsre(model, tok: Tokenizer, records: Sequence[EditRecord], batch_si
     (paraphrase prompts vs ``target_new``), ``neighborhood_acc`` (neighbourhood prompts vs their gold answer
     ``neighborhood_targets[i]``, not vs pre-edit predictions — as in the reference). Each is the fraction of
     target tokens that are the teacher-forced argmax, pooled over the group's prompts (the reference's
-    per-case mean of per-token booleans); NaN for a group with no prompts.
+    per-case mean of per-token booleans); NaN for a group with no prompts. ``*_exact`` is the second
+    convention: the fraction of the group's prompts whose answer is reproduced in full (every token the
+    argmax), the all-tokens criterion CounterFact's ``*_correct`` uses.
     """
     flat: list[tuple[str, str]] = []
     layout: list[dict[str, list[int]]] = []
@@ -52,5 +54,7 @@ def evaluate_zsre(model, tok: Tokenizer, records: Sequence[EditRecord], batch_si
         for name, idx in entry.items():
             hits = [h for i in idx for h in scores[i].token_correct]
             row[f"{name}_acc"] = sum(hits) / len(hits) if hits else math.nan
+            exact = [scores[i].all_correct for i in idx]
+            row[f"{name}_exact"] = sum(exact) / len(exact) if exact else math.nan
         rows.append(row)
     return rows

@@ -51,8 +51,11 @@ class RunConfig:
     cache_dir: str = ".cache/sphere"
     plots: bool = True
     on_nonfinite: str = "stop"
+    keep_at: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if any(n < 1 for n in self.keep_at):
+            raise ValueError(f"run.keep_at={self.keep_at} must hold numbers of edits >= 1")
         check_choice("run.on_nonfinite", self.on_nonfinite, ("stop", "skip"))
         if self.checkpoint_every < 0:
             raise ValueError(

@@ -43,13 +43,22 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     check_tokenizable(records, tok, source=s.dataset.path)  # empty targets fail here, not mid-run
     runner = SequentialRun(s, model, tok, model_id(s.model), records, out_dir)
     state = load_checkpoint(out_dir / "checkpoint") if s.run.resume else None
+    job = f"{s.editor_name}{'+sphere' if s.sphere.enabled else ''}"
+    sweep = _hydra_sweep()
     tracker = Tracker(
         out_dir,
         s.logger,
-        run_name=f"{s.editor_name}{'+sphere' if s.sphere.enabled else ''}",
-        group=f"{s.model.name}-{s.dataset.kind}-{len(records)}x{s.dataset.batch_size}",
+        run_name=f"{job} seed={s.run.seed}",
+        job_type=job,  # baseline vs +SPHERE: W&B groups and colours runs by it
+        # One group per sweep, so its runs compare at a glance; a single run groups by setting.
+        group=sweep["group"]
+        if sweep
+        else f"{s.model.name}-{s.dataset.kind}-{len(records)}x{s.dataset.batch_size}",
         tags=[s.model.name, s.editor_name, "sphere" if s.sphere.enabled else "base", s.dataset.kind],
-        config=cast(dict, OmegaConf.to_container(cfg, resolve=True)),
+        config={
+            **cast(dict, OmegaConf.to_container(cfg, resolve=True)),
+            **(sweep["config"] if sweep else {}),
+        },
         resume_from_edits=None if state is None else int(state["progress"]["n_edits"]),
     )
     try:
@@ -65,6 +74,22 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         plot_run(out_dir)
     print("\n" + text + f"\nrun directory: {out_dir}")
     return summary
+
+
+def _hydra_sweep() -> dict[str, Any] | None:
+    """In a Hydra multirun: the W&B group (the sweep directory) and the swept values as config
+    columns (``swept/<key>``); None for a single run or outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    hc = HydraConfig.get()
+    swept = dict(o.split("=", 1) for o in hc.overrides.task if "=" in o)
+    return {
+        "group": "sweep-" + "_".join(Path(hc.sweep.dir).parts[-2:]),
+        "config": {f"swept/{k.lstrip('+')}": v for k, v in swept.items()},
+    }
 
 
 def _records(s: Settings) -> RecordList:

@@ -35,6 +35,7 @@ from sphere.method.placement import sphere_transform
 from sphere.report.summary import build_summary
 from sphere.run.checkpoint import load_checkpoint, save_checkpoint
 from sphere.run.config import Settings, check_against_model
+from sphere.run.saved import kept_path, save_kept
 from sphere.run.state import Progress
 from sphere.run.statistics import build_context
 from sphere.run.tracking import Tracker
@@ -85,6 +86,24 @@ class SequentialRun:
             for layer, w in live.items():
                 weights.write(layer, w)
 
+    def evaluated_layers(self) -> dict[int, Any]:
+        """The edited layers' weights as evaluated (readout transforms applied), on the CPU."""
+        with self.evaluated_weights():
+            return {layer: self.ctx.weights.read(layer).detach().cpu() for layer in self.layers}
+
+    def _keep(self, n_edits: int) -> None:
+        """Save the evaluated weights after ``n_edits`` edits under kept/ (``run.keep_at``)."""
+        if n_edits == 0:
+            weights = {layer: self.ctx.pretrained(layer).detach().cpu() for layer in self.layers}
+        else:
+            weights = self.evaluated_layers()
+        names = {layer: self.spec.weight_name(layer) for layer in self.layers}
+        log.info(
+            "kept the edited layers after %d edits: %s",
+            n_edits,
+            save_kept(self.out_dir, n_edits, weights, names),
+        )
+
     def measure(self, moment: Moment, records: Sequence[EditRecord], n_edits: int) -> dict[str, float]:
         """Every evaluator scheduled for ``moment``, merged into one row."""
         view = EvalView(self.model, self.tok, self.spec, self.layers, records, n_edits)
@@ -110,6 +129,8 @@ class SequentialRun:
             progress = self._restore(state)
             log.info("resumed from %s after %d edits", ckpt_dir, progress.n_edits)
 
+        if s.run.keep_at and not kept_path(self.out_dir, 0).exists():
+            self._keep(0)  # W₀, the reference's edit_0: what the edited weights are compared with
         if progress.pre is None:
             with _timed(progress, "eval_s"):
                 progress.pre = self.measure("pre", self.records, 0)
@@ -121,6 +142,9 @@ class SequentialRun:
             tracker.log(row)
             kill_point("batch.logged")  # tests: between a batch's row and its checkpoint
             bar.update(len(batches[b]))
+            n = progress.n_edits
+            if any(n - len(batches[b]) < k <= n for k in s.run.keep_at):
+                self._keep(n)
             if s.run.checkpoint_every and (b + 1) % s.run.checkpoint_every == 0 or b + 1 == len(batches):
                 self._checkpoint(ckpt_dir, progress)
         bar.close()
@@ -136,7 +160,11 @@ class SequentialRun:
             "dataset": s.dataset.kind,
             "protocol": s.eval.protocol,
             "n_edits": progress.n_edits,
+            "seed": s.run.seed,
         }
+        notes = {k: v for ev in self.evaluators.values() for k, v in getattr(ev, "notes", {}).items()}
+        if notes:
+            header["notes"] = notes
         if progress.skipped:
             header["skipped_batches"] = [b + 1 for b in progress.skipped]
         return build_summary(header, pre=progress.pre or {}, final=final, timings=progress.timings)

@@ -46,6 +46,7 @@ class Tracker:
         tags: list[str],
         config: dict[str, Any],
         resume_from_edits: int | None = None,
+        job_type: str | None = None,
     ):
         self.out_dir = out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -67,6 +68,7 @@ class Tracker:
                     project=cfg.project,
                     entity=cfg.entity,
                     group=cfg.group or group,
+                    job_type=job_type,
                     name=run_name,
                     tags=[*tags, *cfg.tags],
                     config=config,
@@ -75,8 +77,11 @@ class Tracker:
                     resume="allow",
                     id=_run_id(out_dir),
                 )
+                # Every metric is plotted against the number of edits, not W&B's internal step,
+                # so runs with different batch sizes line up in one panel.
                 self.run.define_metric("n_edits")
                 self.run.define_metric("*", step_metric="n_edits")
+                self.run.define_metric("he/*", step_metric="n_edits", summary="last")
             except Exception as e:  # W&B must never cost a run
                 log.warning(
                     "W&B disabled for this run (%s: %s); local files are still written", type(e).__name__, e
@@ -124,6 +129,39 @@ class Tracker:
             {f"pre/{k}": v for k, v in (summary.get("pre") or {}).items() if isinstance(v, int | float)}
         )
         self._wandb(lambda run: run.summary.update(flat))
+        self._wandb(lambda run: run.log(self._tables(summary)))
+
+    def _tables(self, summary: dict[str, Any]) -> dict[str, Any]:
+        """The final numbers as W&B tables (pre, post, ± per metric; HE per layer) and HE per layer
+        against the number of edits as one multi-line chart: the run's comparison in one panel."""
+        import wandb
+
+        pre = summary.get("pre") or {}
+        metrics = [
+            [k, pre.get(k), v, summary.get(f"{k}_se")]
+            for k, v in summary.items()
+            if isinstance(v, int | float)
+            and not isinstance(v, bool)
+            and not k.endswith("_se")
+            and k != "n_edits"
+        ]
+        he = summary.get("he") or {}
+        he_rows = [
+            [k, (summary.get("he_pre") or {}).get(k), v, (summary.get("he_change_pct") or {}).get(k)]
+            for k, v in he.items()
+        ]
+        out: dict[str, Any] = {
+            "final/metrics": wandb.Table(columns=["metric", "pre", "post", "se"], data=metrics),
+            "final/he": wandb.Table(columns=["layer", "pre", "post", "change_pct"], data=he_rows),
+        }
+        rows = [r for r in self.rows() if any(k.startswith("he/") for k in r)]
+        if rows and he:
+            xs = [r["n_edits"] for r in rows]
+            ys = [[r.get(f"he/layer_{k}", float("nan")) for r in rows] for k in he]
+            out["he_per_layer"] = wandb.plot.line_series(
+                xs=xs, ys=ys, keys=[f"layer {k}" for k in he], title="HE per layer", xname="n_edits"
+            )
+        return out
 
     def finish(self) -> None:
         self._wandb(lambda run: run.finish())

@@ -275,6 +275,8 @@ def test_aggregate_counterfact_percentages_and_harmonic_mean():
     out = aggregate(rows)
     assert out["n_records"] == 2
     assert out["efficacy"] == pytest.approx(50.0)
+    assert out["efficacy_se"] == pytest.approx(50.0)  # cases 1, 0: sd 0.7071, se = sd/√2 = 0.5 → 50
+    assert math.isnan(out["generalization_se"])  # one finite case: no spread to estimate
     assert out["generalization"] == pytest.approx(50.0)  # the NaN (no paraphrases) is skipped
     assert out["specificity"] == pytest.approx(75.0)
     assert out["efficacy_top1"] == pytest.approx(50.0)
@@ -295,11 +297,17 @@ def test_aggregate_zsre_and_mixed_rows():
         {"case_id": 0, "rewrite_acc": 1.0, "paraphrase_acc": 0.5, "neighborhood_acc": 0.25},
         {"case_id": 1, "rewrite_acc": 0.5, "paraphrase_acc": 0.5, "neighborhood_acc": 0.75},
     ]
+    for r, exact in zip(rows, (1.0, 0.0)):
+        r.update(rewrite_exact=exact, paraphrase_exact=0.0, neighborhood_exact=1.0 - exact)
     out = aggregate(rows)
+    assert out["efficacy_top1"] == pytest.approx(50.0)  # all-tokens convention: 1 of 2 answers in full
+    # per-case standard error ×100: values 1.0, 0.5 → sd = 0.35355, se = sd/√2 = 0.25 → 25
+    assert out["efficacy_se"] == pytest.approx(25.0)
+    assert out["generalization_se"] == pytest.approx(0.0)
     assert out["efficacy"] == pytest.approx(75.0)
     assert out["generalization"] == pytest.approx(50.0)
     assert out["specificity"] == pytest.approx(50.0)
-    assert out["efficacy_top1"] == out["efficacy"] and out["specificity_token_acc"] == out["specificity"]
+    assert out["specificity_token_acc"] == out["specificity"]
     assert out["score"] == pytest.approx(3 / (1 / 75 + 1 / 50 + 1 / 50))
     with pytest.raises(ValueError):
         aggregate(rows + [{"case_id": 2, "rewrite_success": 1.0}])
@@ -369,7 +377,9 @@ def test_evaluate_zsre_matches_per_prefix_argmax():
     model = _tiny_model("qwen2", len(tok))
     records = _zsre_records()
     rows = evaluate_zsre(model, tok, records, batch_size=4)
-    assert [set(r) for r in rows] == [{"case_id", "rewrite_acc", "paraphrase_acc", "neighborhood_acc"}] * 3
+    groups = ("rewrite", "paraphrase", "neighborhood")
+    keys = {"case_id", *(f"{g}_acc" for g in groups), *(f"{g}_exact" for g in groups)}
+    assert [set(r) for r in rows] == [keys] * 3
     assert math.isnan(rows[2]["paraphrase_acc"]) and math.isnan(rows[2]["neighborhood_acc"])
 
     def per_prefix_acc(prompts, targets):
@@ -383,7 +393,11 @@ def test_evaluate_zsre_matches_per_prefix_argmax():
                 hits.append(int(logits[0, -1].argmax()) == gold)
         return sum(hits) / len(hits)
 
+    def exact(prompt, target):  # the whole answer is the argmax at every position
+        return per_prefix_acc([prompt], [target]) == 1.0
+
     for rec, row in zip(records[:2], rows[:2]):
+        assert row["rewrite_exact"] == float(exact(rec.prompt.format(rec.subject), rec.target_new))
         assert row["rewrite_acc"] == pytest.approx(
             per_prefix_acc([rec.prompt.format(rec.subject)], [rec.target_new])
         )
@@ -400,8 +414,10 @@ def test_evaluate_zsre_oracle_is_perfect(gpt2_tok):
     rows = evaluate_zsre(OracleLM(len(gpt2_tok)), gpt2_tok, _zsre_records()[:2])
     for row in rows:
         assert row["rewrite_acc"] == row["paraphrase_acc"] == row["neighborhood_acc"] == 1.0
+        assert row["rewrite_exact"] == row["paraphrase_exact"] == row["neighborhood_exact"] == 1.0
     out = aggregate(rows)
     assert out["efficacy"] == out["generalization"] == out["specificity"] == out["score"] == 100.0
+    assert out["efficacy_top1"] == out["specificity_top1"] == 100.0
 
 
 def test_evaluate_records_dispatch(gpt2_tok):

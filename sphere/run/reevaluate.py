@@ -1,0 +1,114 @@
+"""Re-evaluate a saved run at any saved number of edits, with any metric set, without editing again.
+
+The run is rebuilt from its own ``config.yaml`` (same model, same seed, so the same record stream),
+with ``key=value`` overrides applied to it (typically ``eval.*``). Each point's weights come from
+:mod:`sphere.run.saved`; the records measured are those edited by then, as in the reference's
+``evaluate_each_epoch.py`` (the first k records), and ``n_edits = 0`` measures the unedited model
+on all records. Results go to ``<run>/reeval/<tag>.json``, rewritten atomically after each point.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from sphere.errors import ConfigError
+from sphere.io import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+
+def run_config_with(run_dir: Path, overrides: Sequence[str] = ()) -> DictConfig:
+    """The run's resolved config with ``key=value`` overrides merged in (unknown keys refused)."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found; pass a run directory written by sphere-edit")
+    cfg = OmegaConf.load(path)
+    assert isinstance(cfg, DictConfig)
+    OmegaConf.set_struct(cfg, True)
+    try:
+        return OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))  # type: ignore[return-value]
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"override not applicable to this run: {str(e).splitlines()[0]}") from None
+
+
+def tag_for(overrides: Sequence[str]) -> str:
+    """A file name for these overrides: readable, stable, never a path."""
+    text = ",".join(sorted(overrides)) or "default"
+    return re.sub(r"[^A-Za-z0-9._=,-]+", "_", text)[:120]
+
+
+def rebuild(run_dir: Path, overrides: Sequence[str] = ()):
+    """(runner, records) of the saved run, ready to load weights into and measure."""
+    from sphere.models import load_model, model_id
+    from sphere.run.config import validate
+    from sphere.run.experiment import _records
+    from sphere.run.runner import SequentialRun
+
+    s = validate(run_config_with(run_dir, overrides))
+    s.eval.protocol = "edited_so_far"  # re-evaluation measures the model, not a log of past batches
+    records = _records(s)
+    model, tok = load_model(s.model)
+    return SequentialRun(s, model, tok, model_id(s.model), records, Path(run_dir)), records
+
+
+def load_point(runner, records, run_dir: Path, n_edits: int):
+    """Put the run's weights after ``n_edits`` edits into the runner's model; returns a context
+    manager under which the model is the evaluated one, and the records edited by then."""
+    import contextlib
+
+    from sphere.run.checkpoint import load_checkpoint
+    from sphere.run.saved import kept_path, load_kept
+    from sphere.run.state import Progress
+
+    run_dir = Path(run_dir)
+    kept = kept_path(run_dir, n_edits)
+    if kept.exists():
+        for layer, w in load_kept(kept).items():
+            runner.ctx.weights.write(layer, w)
+        return contextlib.nullcontext(), list(records[:n_edits])
+    state = load_checkpoint(run_dir / "checkpoint")
+    if state is None or int(state["progress"]["n_edits"]) != n_edits:
+        raise FileNotFoundError(f"{run_dir}: no weights saved at {n_edits} edits")
+    progress: Progress = runner._restore(state)
+    bs = runner.s.dataset.batch_size
+    batches = [records[i : i + bs] for i in range(0, len(records), bs)]
+    return runner.evaluated_weights(), runner.edited_records(batches, progress)
+
+
+def reevaluate(
+    run_dir: str | Path, overrides: Sequence[str] = (), at: str = "last", pre: bool = False
+) -> dict[str, Any]:
+    """Measure the saved run at the points ``at`` selects (``all``, ``last``, ``5000,15000``);
+    ``pre`` also measures the unedited model. Returns (and writes) ``{"overrides", "points", "notes"}``."""
+    from sphere.run.saved import resolve_points
+
+    run_dir = Path(run_dir)
+    points = resolve_points(run_dir, at)
+    runner, records = rebuild(run_dir, overrides)
+    out_path = run_dir / "reeval" / f"{tag_for(overrides)}.json"
+    result: dict[str, Any] = {"overrides": list(overrides), "points": [], "notes": {}}
+    todo = ([0] if pre and 0 not in points else []) + points
+    for n in todo:
+        if n == 0:
+            for layer in runner.layers:  # the unedited weights, whatever the model holds now
+                runner.ctx.weights.write(layer, runner.ctx.pretrained(layer))
+            metrics = runner.measure("pre", records, 0)
+        else:
+            view, edited = load_point(runner, records, run_dir, n)
+            with view:
+                metrics = runner.measure("final", edited, n)
+        result["points"].append({"n_edits": n, **metrics})
+        result["notes"] = {
+            k: v for ev in runner.evaluators.values() for k, v in getattr(ev, "notes", {}).items()
+        }
+        atomic_write_json(out_path, result)
+        log.info("re-evaluated %s at %d edits", run_dir, n)
+    result["path"] = str(out_path)
+    return result

@@ -1,0 +1,105 @@
+"""Saved runs: kept points, re-evaluation without editing, export as an HF checkpoint or a patch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import DISTINCT8
+
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory) -> Path:
+    """A finished tiny MEMIT+SPHERE run: 8 edits in batches of 4, evaluated at 4, kept at 4."""
+    from sphere.run.experiment import run_experiment
+    from sphere.run.schema import compose_config
+
+    tmp = tmp_path_factory.mktemp("saved")
+    cfg = compose_config(
+        [
+            "model=tiny-llama",
+            "logger=none",
+            f"dataset.path={DISTINCT8}",
+            "dataset.limit=8",
+            "dataset.batch_size=4",
+            "eval.every=4",
+            "run.keep_at=[4]",
+            "run.plots=false",
+            f"run.cache_dir={tmp / 'cache'}",
+        ]
+    )
+    run_experiment(cfg, tmp / "run")
+    return tmp / "run"
+
+
+def _rows(run: Path) -> list[dict]:
+    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_kept_points_and_summary_fields(saved_run):
+    from sphere.run.saved import resolve_points, saved_points
+
+    assert saved_points(saved_run) == {0: "kept", 4: "kept", 8: "checkpoint"}
+    assert resolve_points(saved_run, "last") == [8]
+    with pytest.raises(ValueError, match=r"no weights saved at \[5\] edits; saved: \[0, 4, 8\]"):
+        resolve_points(saved_run, "5")
+    summary = json.loads((saved_run / "summary.json").read_text())
+    assert summary["seed"] == 0
+    assert summary["efficacy_se"] >= 0.0 and "specificity_top1_se" in summary
+
+
+def test_reevaluation_reproduces_the_logged_metrics(saved_run):
+    from sphere.run.reevaluate import reevaluate
+
+    result = reevaluate(saved_run, at="all", pre=True)
+    by_n = {p["n_edits"]: p for p in result["points"]}
+    rows = _rows(saved_run)
+    logged = {0: rows[0], 4: next(r for r in rows if r["n_edits"] == 4 and "efficacy" in r), 8: rows[-1]}
+    for n, row in logged.items():
+        for key in ("efficacy", "generalization", "specificity", "efficacy_top1", "he/layer_1"):
+            assert by_n[n][key] == pytest.approx(row[key], abs=1e-6), (n, key)
+    assert json.loads(Path(result["path"]).read_text())["points"] == result["points"]
+    # another metric set, same weights: only HE, and nothing edited again
+    ckpt = (saved_run / "checkpoint" / "checkpoint.safetensors").stat().st_mtime_ns
+    only_he = reevaluate(saved_run, ["eval.evaluators=[he]"], at="4")
+    assert set(only_he["points"][0]) == {"n_edits", "he/layer_0", "he/layer_1", "he/layer_2"}
+    assert (saved_run / "checkpoint" / "checkpoint.safetensors").stat().st_mtime_ns == ckpt
+
+
+def test_reevaluation_refuses_unknown_keys(saved_run):
+    from sphere.errors import ConfigError
+    from sphere.run.reevaluate import reevaluate
+
+    with pytest.raises(ConfigError, match="nope"):
+        reevaluate(saved_run, ["eval.nope=1"])
+
+
+def test_export_checkpoint_and_patch(saved_run, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from sphere.export import apply_patch, export_run
+    from sphere.models import load_model
+    from sphere.run.checkpoint import load_checkpoint
+    from sphere.run.reevaluate import run_config_with
+    from sphere.run.config import validate
+
+    final = load_checkpoint(saved_run / "checkpoint")["weights"]  # MEMIT: live weights = evaluated
+    hf_dir = export_run(saved_run, tmp_path / "hf")
+    exported = AutoModelForCausalLM.from_pretrained(hf_dir)
+    for layer, w in final.items():
+        torch.testing.assert_close(exported.model.layers[int(layer)].mlp.down_proj.weight, w)
+    assert json.loads((hf_dir / "sphere_edit.json").read_text())["n_edits"] == 8
+
+    patch = export_run(saved_run, tmp_path / "p.safetensors", at="4", patch=True)
+    base, _ = load_model(validate(run_config_with(saved_run)).model)
+    info = apply_patch(base, patch)
+    assert info["n_edits"] == 4 and info["editor"] == "memit"
+    from sphere.run.saved import kept_path, load_kept
+
+    for layer, w in load_kept(kept_path(saved_run, 4)).items():
+        torch.testing.assert_close(base.model.layers[layer].mlp.down_proj.weight, w)
+    with pytest.raises(ValueError, match="not the base this patch was made from"):
+        apply_patch(base, patch)  # already applied: the base check refuses a second time
