@@ -36,6 +36,25 @@ def build_summary(
     }
 
 
+# Metrics shown after the headline ones, in this order, when a run has them.
+EXTRA_PREFIXES = ("fluency", "consistency", "general/")
+
+
+def shown_metrics(summary: dict[str, Any]) -> list[str]:
+    """The metric keys a person reads first: the headline columns, the score, then fluency,
+    consistency and general ability (standard errors and counts stay in summary.json)."""
+    keys = [k for k in (*HEADLINE, "score") if k in summary]
+    for prefix in EXTRA_PREFIXES:
+        keys += sorted(
+            k
+            for k, v in summary.items()
+            if k.startswith(prefix)
+            and isinstance(v, int | float)
+            and not k.endswith(("_se", "_n", "_f1", "_mcc"))
+        )
+    return keys
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     """A plain-text table a person can read at the end of a run."""
     pre = summary.get("pre") or {}
@@ -46,14 +65,17 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"{summary['model']} | {summary['editor']}{with_sphere} | {summary['n_edits']} "
         f"{summary['dataset']} edits | protocol {summary['protocol']}"
     )
-    lines = [title, f"{'metric':<24}{'pre':>10}{'post':>10}"]
-    for k in (*HEADLINE, "score"):
-        if k in summary:
-            p = pre.get(k)
-            lines.append(f"{k:<24}{'' if p is None else f'{p:.2f}':>10}{summary[k]:>10.2f}")
+    lines = [title, f"{'metric':<24}{'pre':>10}{'post':>10}{'± se':>8}"]
+    for k in shown_metrics(summary):
+        p, se = pre.get(k), summary.get(f"{k}_se")
+        se_text = "" if se is None or se != se else f"{se:.2f}"  # NaN: one case, no spread
+        mark = " *" if k in (summary.get("notes") or {}) else ""
+        lines.append(f"{k:<24}{'' if p is None else f'{p:.2f}':>10}{summary[k]:>10.2f}{se_text:>8}{mark}")
     lines.append(f"{'HE (normalised) layer':<24}{'pre':>10}{'post':>10}{'change %':>12}")
     for k, v in summary["he"].items():
         lines.append(f"{k:<24}{summary['he_pre'][k]:>10.6g}{v:>10.6g}{summary['he_change_pct'][k]:>+12.3e}")
+    for k, note in (summary.get("notes") or {}).items():
+        lines.append(f"* {k}: {note}")
     if summary.get("skipped_batches"):
         lines.append(f"skipped batches (non-finite update): {summary['skipped_batches']}")
     if summary.get("skipped_records"):
