@@ -1,0 +1,661 @@
+"""The report's figures, each from what the runs on disk can support (a figure the data cannot
+support is skipped with its reason, shown on the HTML page; partial data never stops the report).
+
+(a) edit-quality metrics against the number of edits, (b) HE change per layer against edits,
+(c) the plug-in bars (each editor with and without SPHERE), (d) the α × β (or α × r) heatmap,
+(e) general-ability curves, (f) the angular distribution of neurons from checkpoints and
+(g) HE change against edit quality with Pearson's r — the paper's evidence that losing the
+hyperspherical structure goes with losing edit quality.
+
+Styling is shared: one colour per editor, dashed for the baseline and solid for + SPHERE, one marker
+per SPHERE setting; a line is the mean over seeds with its 95 % CI shaded where there are ≥ 2.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sphere.io import atomic_write, safe_name
+from sphere.report.collect import BLOCK_COLS, EDITOR_NAMES, Collection
+from sphere.report.stats import aggregate_curve, aggregate_settings
+
+log = logging.getLogger(__name__)
+
+CURVE_METRICS = [
+    ("efficacy", "Efficacy"),
+    ("generalization", "Generalization"),
+    ("specificity", "Specificity"),
+    ("score", "Score"),
+    ("efficacy_top1", "Efficacy (top-1)"),
+    ("generalization_top1", "Generalization (top-1)"),
+    ("specificity_top1", "Specificity (top-1)"),
+    ("fluency", "Fluency"),
+    ("consistency", "Consistency"),
+    ("consistency_proxy", "Consistency (proxy)"),
+]
+PLUGIN_METRICS = ["efficacy", "generalization", "specificity"]
+MAX_ROWS = 2048  # rows sampled for the pairwise cosines (2048² / 2 ≈ 2 M pairs)
+_FINE_BINS = 20000  # cosines are histogrammed finely on [-1, 1] once, then cropped and rebinned
+_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">"]
+
+
+@dataclass
+class Figure:
+    name: str
+    title: str
+    caption: str
+    files: list[Path]
+    block: str = ""
+
+
+@dataclass
+class FigureSet:
+    figures: list[Figure] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Ctx:
+    coll: Collection
+    out_dir: Path
+    formats: tuple[str, ...]
+    metric: str
+    corr_metric: str
+    layer: str | None
+    settings: pd.DataFrame  # one row per setting: identity, label, block
+    styles: dict[str, dict[str, Any]]
+    multi_block: bool
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def make_figures(
+    coll: Collection,
+    out_dir: Path,
+    *,
+    metric: str = "score",
+    corr_metric: str = "efficacy",
+    layer: str | None = None,
+    formats: tuple[str, ...] = ("png", "svg"),
+) -> FigureSet:
+    """Write every figure the data supports under ``out_dir``; returns them and the skipped ones."""
+    settings = coll.runs.drop_duplicates("setting_id").reset_index(drop=True)
+    ctx = _Ctx(
+        coll=coll,
+        out_dir=Path(out_dir),
+        formats=formats,
+        metric=metric,
+        corr_metric=corr_metric,
+        layer=layer,
+        settings=settings,
+        styles=setting_styles(settings),
+        multi_block=settings["block"].nunique() > 1,
+    )
+    result = FigureSet()
+    makers: list[tuple[str, Callable[[_Ctx, str], Any]]] = [
+        ("metrics_vs_edits", _metrics_vs_edits),
+        ("he_change_vs_edits", _he_vs_edits),
+        ("plugin_bars", _plugin_bars),
+        ("heatmap", _heatmaps),
+        ("general_vs_edits", _general_vs_edits),
+        ("angular_distribution", _angular),
+        ("he_vs_metric", _he_vs_metric),
+    ]
+    blocks = list(dict.fromkeys(coll.runs.sort_values(BLOCK_COLS, kind="stable")["block"]))
+    for block in blocks:
+        suffix = f" [{block}]" if ctx.multi_block else ""
+        for name, make in makers:
+            try:
+                out = make(ctx, block)
+            except Exception as e:  # a figure must never take the whole report down
+                log.exception("figure %s failed", name)
+                out = f"failed: {type(e).__name__}: {e}"
+            items = out if isinstance(out, list) else [out]
+            for item in items:
+                if isinstance(item, str):
+                    result.skipped.append(f"{name}{suffix}: {item}")
+                    log.debug("skipped figure %s%s: %s", name, suffix, item)
+                else:
+                    item.block = block
+                    result.figures.append(item)
+    return result
+
+
+def setting_styles(settings: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """{setting_id: matplotlib style}: one hue per editor, dashed baseline in that hue, solid
+    + SPHERE with one marker and one shade (dark to light) per SPHERE setting of that editor, so
+    the settings of a sweep stay apart even where markers are not drawn (histograms)."""
+    plt = _plt()
+    palette = plt.get_cmap("tab10")
+    editors = sorted(settings["editor"].unique())
+    n_sphere = settings[settings["sphere"].astype(bool)].groupby("editor")["setting_id"].nunique().to_dict()
+    styles: dict[str, dict[str, Any]] = {}
+    counters: dict[str, int] = {}
+    for _, s in settings.sort_values(["editor", "alpha", "beta", "rank"], na_position="first").iterrows():
+        colour = np.array(palette(editors.index(s["editor"]) % 10)[:3])
+        if s["sphere"]:
+            k = counters.get(s["editor"], 0)
+            counters[s["editor"]] = k + 1
+            n = n_sphere.get(s["editor"], 1)
+            f = -0.35 + 0.7 * k / (n - 1) if n > 1 else 0.0
+            shade = colour * (1 + f) if f < 0 else colour + (1 - colour) * f
+            style: dict[str, Any] = {
+                "color": tuple(shade),
+                "linestyle": "-",
+                "marker": _MARKERS[k % len(_MARKERS)],
+            }
+        else:
+            style = {"color": tuple(colour), "linestyle": "--", "marker": None}
+        styles[s["setting_id"]] = {**style, "label": s["label"]}
+    return styles
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def _save(ctx: _Ctx, fig: Any, name: str, block: str) -> list[Path]:
+    """Write ``fig`` in every format atomically (rendered to memory, then renamed into place)."""
+    plt = _plt()
+    stem = name if not ctx.multi_block else f"{name}__{_block_slug(ctx, block)}"
+    files = []
+    for fmt in ctx.formats:
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=130, bbox_inches="tight")
+        path = ctx.out_dir / f"{stem}.{fmt}"
+        atomic_write(path, _bytes_writer(buf.getvalue()))
+        files.append(path)
+    plt.close(fig)
+    return files
+
+
+def _bytes_writer(data: bytes) -> Callable[[str], None]:
+    def write(tmp: str) -> None:
+        Path(tmp).write_bytes(data)
+
+    return write
+
+
+def _block_slug(ctx: _Ctx, block: str) -> str:
+    s = ctx.settings[ctx.settings["block"] == block].iloc[0]
+    return safe_name(f"{s['model']}_{s['dataset']}_{s['n_edits']}x{s['batch_size']}_{s['protocol']}")
+
+
+def _block_title(ctx: _Ctx, block: str) -> str:
+    return f" — {block}" if ctx.multi_block else ""
+
+
+def _block_settings(ctx: _Ctx, block: str) -> pd.DataFrame:
+    return ctx.settings[ctx.settings["block"] == block]
+
+
+def _grid(n: int, ncols: int = 4, size: tuple[float, float] = (3.6, 2.9)) -> tuple[Any, list[Any]]:
+    plt = _plt()
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False)
+    flat = list(axes.ravel())
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def _legend_below(fig: Any, axes: list[Any]) -> None:
+    handles, labels = [], []
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    if handles:
+        fig.legend(
+            handles,
+            labels,
+            loc="upper center",
+            bbox_to_anchor=(0.5, 0.0),
+            ncol=min(3, len(labels)),
+            fontsize=8,
+        )
+
+
+def _curve_figure(
+    ctx: _Ctx, block: str, metrics: list[tuple[str, str]], ylabel: str, title: str
+) -> tuple[Any, int] | None:
+    """A grid of metric-vs-edits panels, one line per setting (mean over seeds, CI shaded)."""
+    settings = _block_settings(ctx, block)
+    curves = ctx.coll.curves[ctx.coll.curves["setting_id"].isin(settings["setting_id"])]
+    present = [(m, t) for m, t in metrics if (curves["metric"] == m).any()]
+    if not present:
+        return None
+    fig, axes = _grid(len(present))
+    lines = 0
+    for ax, (m, t) in zip(axes, present):
+        percent = ylabel.startswith(("%", "accuracy")) and m not in ("fluency",)
+        agg = aggregate_curve(curves, m)
+        for sid in settings["setting_id"]:
+            pts = agg[agg["setting_id"] == sid].sort_values("n_edits_done")
+            if pts.empty:
+                continue
+            st = ctx.styles[sid]
+            x, y, ci = pts["n_edits_done"].to_numpy(), pts["mean"].to_numpy(), pts["ci"].to_numpy()
+            ax.plot(x, y, color=st["color"], linestyle=st["linestyle"], marker=st["marker"], markersize=4,
+                    linewidth=1.4, label=st["label"])  # fmt: skip
+            ok = np.isfinite(ci)
+            if ok.any():
+                lo, hi = (y - ci)[ok], (y + ci)[ok]
+                if percent:  # a t interval of 2-3 seeds can reach past 0-100 %; the metric cannot
+                    lo, hi = np.clip(lo, 0, 100), np.clip(hi, 0, 100)
+                ax.fill_between(x[ok], lo, hi, color=st["color"], alpha=0.15, linewidth=0)
+            lines += 1
+        ax.set_title(t, fontsize=10)
+        ax.set_xlabel("number of edits", fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    _legend_below(fig, axes)
+    return fig, lines
+
+
+# ------------------------------------------------------------------------------ (a), (b), (e)
+
+
+def _metrics_vs_edits(ctx: _Ctx, block: str) -> Figure | str:
+    made = _curve_figure(
+        ctx, block, CURVE_METRICS, "%", "Edit quality against the number of edits" + _block_title(ctx, block)
+    )
+    if made is None:
+        return "no edit-quality metric in any metrics.jsonl (eval.evaluators without edit_quality?)"
+    fig, _ = made
+    return Figure(
+        "metrics_vs_edits",
+        "Edit quality against the number of edits",
+        "Mean over seeds at each evaluation point (eval.every), shaded: 95 % CI over seeds. Dashed: the "
+        "editor alone; solid: + SPHERE. The point at 0 edits is the unedited model.",
+        _save(ctx, fig, "metrics_vs_edits", block),
+    )
+
+
+def _he_vs_edits(ctx: _Ctx, block: str) -> Figure | str:
+    settings = _block_settings(ctx, block)
+    curves = ctx.coll.curves[ctx.coll.curves["setting_id"].isin(settings["setting_id"])]
+    layers = sorted(
+        {m.split("/", 1)[1] for m in curves["metric"].unique() if m.startswith("he_change_pct/")},
+        key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s),
+    )
+    if not layers:
+        return "no he/layer_<l> in metrics.jsonl (eval.evaluators without he?)"
+    metrics = [(f"he_change_pct/{lay}", f"layer {lay}") for lay in layers]
+    made = _curve_figure(
+        ctx,
+        block,
+        metrics,
+        "HE change from unedited (%)",
+        "Hyperspherical energy change per layer" + _block_title(ctx, block),
+    )
+    assert made is not None
+    fig, _ = made
+    return Figure(
+        "he_change_vs_edits",
+        "Hyperspherical energy change per edited layer",
+        "100·(HE − HE₀)/HE₀ of each edited matrix after each batch. SPHERE's claim: the edited matrices "
+        "keep their hyperspherical uniformity (HE stays near its unedited value) where the baseline drifts.",
+        _save(ctx, fig, "he_change_vs_edits", block),
+    )
+
+
+def _general_vs_edits(ctx: _Ctx, block: str) -> Figure | str:
+    settings = _block_settings(ctx, block)
+    curves = ctx.coll.curves[ctx.coll.curves["setting_id"].isin(settings["setting_id"])]
+    tasks = sorted(
+        m for m in curves["metric"].unique()
+        if m.startswith("general/") and not m.endswith(("_se", "_f1", "_mcc", "_sd"))
+    )  # fmt: skip
+    if not tasks:
+        return "no general/<task> metrics in metrics.jsonl (general ability not measured)"
+    tasks = [t for t in tasks if t != "general/mean"] + [t for t in tasks if t == "general/mean"]
+    metrics = [(t, t.split("/", 1)[1]) for t in tasks]
+    made = _curve_figure(
+        ctx,
+        block,
+        metrics,
+        "accuracy (%)",
+        "General abilities against the number of edits" + _block_title(ctx, block),
+    )
+    assert made is not None
+    fig, _ = made
+    return Figure(
+        "general_vs_edits",
+        "General abilities against the number of edits",
+        "Downstream task accuracy measured before editing and every eval.general.every edits; mean over "
+        "seeds with 95 % CI. Editing should leave these where the unedited model had them.",
+        _save(ctx, fig, "general_vs_edits", block),
+    )
+
+
+# ------------------------------------------------------------------------------------------ (c)
+
+
+def _plugin_bars(ctx: _Ctx, block: str) -> Figure | str:
+    runs = ctx.coll.runs[ctx.coll.runs["block"] == block]
+    metrics = [m for m in PLUGIN_METRICS if m in runs and runs[m].notna().any()]
+    if not metrics:
+        return "no finished run (no summary.json) with efficacy/generalization/specificity"
+    agg = aggregate_settings(runs, sorted({*metrics, ctx.metric} & set(runs.columns)))
+    pairs = []
+    for editor in sorted(agg["editor"].unique()):
+        mine = agg[agg["editor"] == editor]
+        base = mine[~mine["sphere"] & (mine[f"{metrics[0]}_n"] > 0)]
+        sph = mine[mine["sphere"] & (mine[f"{metrics[0]}_n"] > 0)]
+        if base.empty or sph.empty:
+            continue
+        key = f"{ctx.metric}_mean" if f"{ctx.metric}_mean" in sph else f"{metrics[0]}_mean"
+        pairs.append((editor, base.iloc[0], sph.sort_values(key, ascending=False).iloc[0]))
+    if not pairs:
+        return "no editor has both a finished baseline run and a finished + SPHERE run"
+    plt = _plt()
+    fig, axes = plt.subplots(
+        1, len(metrics), figsize=(3.2 * len(metrics) + 0.4 * len(pairs), 3.4), squeeze=False
+    )
+    x = np.arange(len(pairs))
+    for ax, m in zip(axes[0], metrics):
+        for off, which, hatch, alpha, name in (
+            (-0.2, 1, "//", 0.45, "baseline"),
+            (0.2, 2, None, 0.95, "+ SPHERE"),
+        ):
+            vals = [float(p[which][f"{m}_mean"]) for p in pairs]
+            errs = [float(p[which][f"{m}_err"]) for p in pairs]
+            colours = [ctx.styles[p[1]["setting_id"]]["color"] for p in pairs]  # the editor hue
+            bars = ax.bar(x + off, vals, 0.4, color=colours, alpha=alpha, hatch=hatch, edgecolor="black",
+                          linewidth=0.5, label=name,
+                          yerr=[e if np.isfinite(e) else 0 for e in errs], capsize=3)  # fmt: skip
+            for bar, v in zip(bars, vals):  # inside the bar: a wide error bar would push an edge label out
+                ax.text(bar.get_x() + bar.get_width() / 2, max(v, 0) / 2, f"{v:.1f}", ha="center", va="center",
+                        fontsize=7, bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})  # fmt: skip
+        ax.set_xticks(x, [EDITOR_NAMES.get(p[0], p[0]) for p in pairs], fontsize=8)
+        ax.set_title(m.capitalize(), fontsize=10)
+        ax.set_ylim(0, 110)
+        ax.set_ylabel("%", fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="lower left")
+    chosen = "; ".join(f"{EDITOR_NAMES.get(e, e)}: {s['label'].split('+ ', 1)[-1]}" for e, _, s in pairs)
+    fig.suptitle(
+        "SPHERE as a plug-in: each editor without (hatched) and with SPHERE" + _block_title(ctx, block),
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return Figure(
+        "plugin_bars",
+        "SPHERE as a plug-in",
+        f"Final edit quality of each editor alone (hatched) and with SPHERE (solid); the SPHERE setting "
+        f"shown is the one with the highest mean {ctx.metric} per editor ({chosen}). Error bars: 95 % CI "
+        "over seeds, or the per-case SE for a single seed.",
+        _save(ctx, fig, "plugin_bars", block),
+    )
+
+
+# ------------------------------------------------------------------------------------------ (d)
+
+
+def _heatmaps(ctx: _Ctx, block: str) -> list[Figure | str]:
+    runs = ctx.coll.runs[(ctx.coll.runs["block"] == block) & ctx.coll.runs["sphere"]]
+    m = ctx.metric
+    if runs.empty:
+        return ["no + SPHERE run"]
+    if m not in runs or not runs[m].notna().any():
+        return [f"no finished + SPHERE run has {m!r}"]
+    out: list[Figure | str] = []
+    for editor in sorted(runs["editor"].unique()):
+        mine = runs[runs["editor"] == editor]
+        agg = aggregate_settings(mine, [m])
+        agg = agg[agg[f"{m}_n"] > 0]
+        by = "rank" if agg["rank"].notna().all() else "beta" if agg["rank"].isna().all() else None
+        name = EDITOR_NAMES.get(editor, editor)
+        if by is None:
+            out.append(f"{name}: its SPHERE runs mix β and r settings")
+            continue
+        if agg["alpha"].nunique() < 2 or agg[by].nunique() < 2:
+            out.append(f"{name}: the SPHERE runs do not vary both α and {'r' if by == 'rank' else 'β'}")
+            continue
+        grid = agg.pivot_table(index="alpha", columns=by, values=f"{m}_mean", aggfunc="mean")
+        plt = _plt()
+        fig, ax = plt.subplots(figsize=(1.1 * grid.shape[1] + 2.4, 0.8 * grid.shape[0] + 1.6))
+        im = ax.imshow(grid.to_numpy(), cmap="viridis", aspect="auto", origin="lower")
+        fig.colorbar(im, ax=ax, label=f"{m} (mean over seeds)")
+        ax.set_xticks(range(grid.shape[1]), [f"{v:g}" for v in grid.columns])
+        ax.set_yticks(range(grid.shape[0]), [f"{v:g}" for v in grid.index])
+        ax.set_xlabel("r (rank)" if by == "rank" else "β (energy fraction)")
+        ax.set_ylabel("α (suppression strength)")
+        vals = grid.to_numpy()
+        lo, hi = np.nanmin(vals), np.nanmax(vals)
+        for (i, j), v in np.ndenumerate(vals):
+            if np.isfinite(v):
+                dark = hi > lo and (v - lo) / (hi - lo) < 0.5
+                ax.text(
+                    j, i, f"{v:.1f}", ha="center", va="center", fontsize=8, color="white" if dark else "black"
+                )
+        base = ctx.coll.runs[(ctx.coll.runs["block"] == block) & ~ctx.coll.runs["sphere"]
+                             & (ctx.coll.runs["editor"] == editor)]  # fmt: skip
+        base_txt = f" (baseline {base[m].mean():.1f})" if m in base and base[m].notna().any() else ""
+        ax.set_title(f"{name} + SPHERE: {m}{base_txt}" + _block_title(ctx, block), fontsize=9)
+        fig.tight_layout()
+        stem = f"heatmap_{safe_name(m)}_{safe_name(editor)}"
+        out.append(
+            Figure(
+                stem,
+                f"{name} + SPHERE: {m} over α and {'r' if by == 'rank' else 'β'}",
+                f"Mean final {m} over seeds for each SPHERE setting; empty cells were not run or not "
+                "finished. The baseline value is in the title for reference.",
+                _save(ctx, fig, stem, block),
+            )
+        )
+    return out
+
+
+# ------------------------------------------------------------------------------------------ (f)
+
+
+def _read_pair(path: Path, layer: str | None) -> tuple[str, np.ndarray, np.ndarray]:
+    """(layer, final W, W₀) of one layer from a checkpoint, read lazily: only these two tensors
+    are read (a checkpoint also holds the editor's state, gigabytes for a 7-8B model), so the
+    whole-file checksum of ``load_checkpoint`` is not verified here; an unreadable file raises."""
+    from safetensors import safe_open
+
+    with safe_open(str(path / "checkpoint" / "checkpoint.safetensors"), framework="pt") as f:
+        keys = set(f.keys())
+        layers = sorted((k.split("/", 1)[1] for k in keys if k.startswith("weight/")), key=_layer_key)
+        if not layers:
+            raise ValueError("holds no edited weights")
+        if layer is None:
+            layer = layers[len(layers) // 2]
+        if f"weight/{layer}" not in keys or f"w0/{layer}" not in keys:
+            raise KeyError(f"has no layer {layer} (edited layers: {', '.join(layers)})")
+        w = f.get_tensor(f"weight/{layer}").double().numpy()
+        w0 = f.get_tensor(f"w0/{layer}").double().numpy()
+    return layer, w, w0
+
+
+def _layer_key(s: str) -> tuple[int, int, str]:
+    return (0, int(s), "") if s.isdigit() else (1, 0, s)
+
+
+def cosine_histogram(w: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """Counts of the pairwise cosine similarities between (the sampled) rows of ``w`` in
+    ``_FINE_BINS`` equal bins on [-1, 1]; zero rows have no direction and are left out."""
+    x = w if rows is None else w[rows]
+    norms = np.linalg.norm(x, axis=1)
+    x = x[norms > 0] / norms[norms > 0, None]
+    g = x @ x.T
+    vals = np.clip(g[np.triu_indices(len(x), 1)], -1.0, 1.0)
+    counts, _ = np.histogram(vals, bins=_FINE_BINS, range=(-1.0, 1.0))
+    return counts
+
+
+def sample_rows(n_rows: int, seed: int = 0, limit: int = MAX_ROWS) -> np.ndarray | None:
+    """The same fixed subset of rows for every matrix of one shape (None: all rows)."""
+    if n_rows <= limit:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n_rows, size=limit, replace=False))
+
+
+def _angular(ctx: _Ctx, block: str) -> Figure | str:
+    runs = ctx.coll.runs[(ctx.coll.runs["block"] == block) & ctx.coll.runs["finished"]]
+    runs = runs[runs["has_checkpoint"]]
+    if runs.empty:
+        return "no finished run with checkpoint/checkpoint.safetensors"
+    hists: dict[str, list[np.ndarray]] = {}
+    pre: dict[str, np.ndarray] = {}
+    problems, layer_used = [], None
+    for _, r in runs.iterrows():
+        try:
+            layer, w, w0 = _read_pair(Path(r["path"]), ctx.layer if ctx.layer is not None else layer_used)
+        except Exception as e:  # a damaged or foreign checkpoint skips that run, not the figure
+            problems.append(f"{r['run_id']}: {type(e).__name__}: {e}")
+            continue
+        layer_used = layer
+        rows = sample_rows(w.shape[0])
+        hists.setdefault(r["setting_id"], []).append(cosine_histogram(w, rows))
+        pre.setdefault(r["editor"], cosine_histogram(w0, rows))
+    if not hists:
+        return "no checkpoint could be read: " + "; ".join(problems)
+    fine_edges = np.linspace(-1.0, 1.0, _FINE_BINS + 1)
+    all_counts = [c for cs in hists.values() for c in cs] + list(pre.values())
+    lo, hi = _display_range(all_counts, fine_edges)
+    editors = sorted(pre)
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(editors), figsize=(4.6 * len(editors), 3.4), squeeze=False)
+    for ax, editor in zip(axes[0], editors):
+        edges, dens = _rebin(pre[editor], fine_edges, lo, hi)
+        ax.fill_between(edges, dens, step="post", color="0.75", label="before editing (W₀)")
+        for sid, counts in hists.items():
+            s = ctx.settings[ctx.settings["setting_id"] == sid].iloc[0]
+            if s["editor"] != editor:
+                continue
+            edges, dens = _rebin(np.mean(counts, axis=0), fine_edges, lo, hi)
+            st = ctx.styles[sid]
+            ax.step(edges, dens, where="post", color=st["color"], linestyle=st["linestyle"], linewidth=1.2,
+                    label=f"{st['label']} (n={len(counts)})")  # fmt: skip
+        ax.set_yscale("log")
+        ax.set_title(EDITOR_NAMES.get(editor, editor), fontsize=10)
+        ax.set_xlabel("cosine similarity between rows", fontsize=8)
+        ax.set_ylabel("density (log)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.suptitle(
+        f"Angular distribution of neurons, layer {layer_used}" + _block_title(ctx, block), fontsize=10
+    )
+    fig.tight_layout()
+    extra = f" Unreadable checkpoints: {'; '.join(problems)}." if problems else ""
+    return Figure(
+        "angular_distribution",
+        f"Angular distribution of neurons (layer {layer_used})",
+        f"Histogram of the pairwise cosine similarities between rows of the edited matrix of layer "
+        f"{layer_used} (at most {MAX_ROWS} rows, the same fixed sample for every run) before editing "
+        "(grey, W₀) and after the last edit (lines, pooled over seeds). Uniformly spread neurons "
+        f"concentrate near 0; edits that collapse directions fatten the tails.{extra}",
+        _save(ctx, fig, "angular_distribution", block),
+    )
+
+
+def _display_range(counts: list[np.ndarray], edges: np.ndarray) -> tuple[int, int]:
+    """Fine-bin indices covering the 0.05 %–99.95 % quantiles of every histogram, with a margin."""
+    lo, hi = len(edges) - 2, 0
+    for c in counts:
+        cdf = np.cumsum(c) / max(c.sum(), 1)
+        lo = min(lo, int(np.searchsorted(cdf, 0.0005)))
+        hi = max(hi, int(np.searchsorted(cdf, 0.9995)))
+    margin = max(2, (hi - lo) // 10)
+    return max(0, lo - margin), min(len(edges) - 2, hi + margin)
+
+
+def _rebin(
+    counts: np.ndarray, edges: np.ndarray, lo: int, hi: int, n_bins: int = 80
+) -> tuple[np.ndarray, np.ndarray]:
+    """(edges, density) of ``counts[lo:hi+1]`` merged into about ``n_bins`` bins."""
+    step = max(1, math.ceil((hi - lo + 1) / n_bins))
+    sub = counts[lo : hi + 1]
+    pad = (-len(sub)) % step
+    merged = np.concatenate([sub, np.zeros(pad)]).reshape(-1, step).sum(axis=1)
+    new_edges = edges[lo : lo + len(merged) * step + 1 : step]
+    if len(new_edges) < len(merged) + 1:
+        new_edges = np.append(new_edges, new_edges[-1] + step * (edges[1] - edges[0]))
+    width = step * (edges[1] - edges[0])
+    dens = merged / max(counts.sum(), 1) / width
+    return new_edges, np.append(dens, dens[-1])
+
+
+# ------------------------------------------------------------------------------------------ (g)
+
+
+def he_metric_points(ctx_runs: pd.DataFrame, curves: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """(run, n_edits, mean HE change %, metric) at every evaluation point after edits began."""
+    sub = curves[curves["run_id"].isin(ctx_runs["run_id"]) & curves["metric"].isin(["he_change_pct", metric])]
+    if sub.empty:
+        return pd.DataFrame(columns=["run_id", "n_edits_done", "he_change_pct", metric])
+    wide = sub.pivot_table(index=["run_id", "n_edits_done"], columns="metric", values="value", aggfunc="last")
+    if "he_change_pct" not in wide or metric not in wide:
+        return pd.DataFrame(columns=["run_id", "n_edits_done", "he_change_pct", metric])
+    wide = wide.reset_index().dropna(subset=["he_change_pct", metric])
+    return wide[wide["n_edits_done"] > 0][["run_id", "n_edits_done", "he_change_pct", metric]]
+
+
+def _he_vs_metric(ctx: _Ctx, block: str) -> Figure | str:
+    from scipy import stats as sps
+
+    m = ctx.corr_metric
+    runs = ctx.coll.runs[ctx.coll.runs["block"] == block]
+    pts = he_metric_points(runs, ctx.coll.curves, m)
+    if len(pts) < 3:
+        return f"fewer than 3 evaluation points with both HE and {m!r} (have {len(pts)})"
+    if pts["he_change_pct"].nunique() < 2 or pts[m].nunique() < 2:
+        return f"HE change or {m!r} is constant over the points: no correlation to compute"
+    r, p = sps.pearsonr(pts["he_change_pct"], pts[m])
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.2, 4.2))
+    info = runs.set_index("run_id")
+    for sid in runs["setting_id"].unique():
+        ids = runs[runs["setting_id"] == sid]["run_id"]
+        mine = pts[pts["run_id"].isin(ids)]
+        if mine.empty:
+            continue
+        st = ctx.styles[sid]
+        on = bool(info.loc[ids.iloc[0], "sphere"])
+        ax.scatter(mine["he_change_pct"], mine[m], s=22, marker=st["marker"] or "o", label=st["label"],
+                   facecolors=st["color"] if on else "none", edgecolors=st["color"], linewidths=1.0)  # fmt: skip
+    slope, intercept = np.polyfit(pts["he_change_pct"], pts[m], 1)
+    xs = np.linspace(pts["he_change_pct"].min(), pts["he_change_pct"].max(), 50)
+    ax.plot(xs, slope * xs + intercept, color="black", linewidth=0.8, linestyle=":")
+    ax.set_xlabel("mean HE change over edited layers (%)", fontsize=9)
+    ax.set_ylabel(f"{m} (%)", fontsize=9)
+    ax.set_title(
+        f"HE change vs {m}: Pearson r = {r:.3f}, p = {p:.2g} (n = {len(pts)})" + _block_title(ctx, block),
+        fontsize=9,
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.tight_layout()
+    return Figure(
+        "he_vs_metric",
+        f"HE change against {m}",
+        f"Each point is one run at one evaluation point (filled: + SPHERE, hollow: baseline); the title "
+        f"gives Pearson's r and its two-sided p-value over all {len(pts)} points (r = {r:.3f}, p = {p:.2g}). "
+        "Points of one run are not independent, so read p as descriptive. The paper reports a "
+        "significant negative correlation: the more HE drifts, the worse the edits.",
+        _save(ctx, fig, "he_vs_metric", block),
+    )

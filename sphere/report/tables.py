@@ -1,0 +1,427 @@
+"""Paper-style result tables: one row per setting (editor ± SPHERE with its α, β/r), grouped in
+blocks of one model, dataset, number of edits, batch size and protocol, plus the unedited model.
+
+Each cell is ``mean ± CI`` over seeds (a dagger marks a single-seed ± that is the per-case SE
+instead); numbered markers point to footnotes for non-canonical metric sources (summary ``notes``).
+Rendered as CSV (numbers only), Markdown and LaTeX (booktabs); the HTML page reuses :class:`Table`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from sphere.report.collect import BLOCK_COLS, SETTING_COLS
+from sphere.report.stats import CI95, NONE, SE, aggregate_settings, describe
+
+# Paper order: probability convention, generation metrics, top-1 convention, score; then general
+# ability and HE. Only the columns some run measured are shown.
+_FIXED = [
+    ("efficacy", "Efficacy"),
+    ("generalization", "Generalization"),
+    ("specificity", "Specificity"),
+    ("fluency", "Fluency"),
+    ("consistency", "Consistency"),
+    ("consistency_proxy", "Consistency (proxy)"),
+    ("efficacy_top1", "Efficacy (top-1)"),
+    ("generalization_top1", "Generalization (top-1)"),
+    ("specificity_top1", "Specificity (top-1)"),
+    ("score", "Score"),
+]
+_TASK_NAMES = {"nli": "NLI", "open_qa": "Open QA", "closed_qa": "Closed QA", "mmlu": "MMLU", "sst2": "SST-2"}
+_GENERAL_SUFFIXES = ("_se", "_f1", "_mcc", "_sd")
+HE_COL = "he_change_pct"
+DAGGER = "†"
+_SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    header: str
+
+    @property
+    def lower_is_better(self) -> bool:
+        """HE change: the best is the smallest change in either direction (SPHERE's claim is that
+        it keeps the angular structure, so |change| is what is compared)."""
+        return self.key == HE_COL
+
+
+@dataclass
+class Cell:
+    mean: float
+    err: float = math.nan
+    err_kind: str = NONE
+    n: int = 0
+    sd: float = math.nan
+    ci: float = math.nan
+    se: float = math.nan
+    notes: list[int] = field(default_factory=list)
+    best: bool = False
+
+
+@dataclass
+class Row:
+    block: str
+    label: str
+    kind: str  # "setting" or "pre" (the unedited model)
+    ident: dict[str, Any]
+    n_runs: int
+    n_finished: int
+    n_unfinished: int
+    seeds: str
+    cells: dict[str, Cell]
+
+
+@dataclass
+class Table:
+    columns: list[Column]
+    rows: list[Row]
+    footnotes: list[str]  # numbered notes (marker k → footnotes[k-1])
+
+    @property
+    def blocks(self) -> list[str]:
+        return list(dict.fromkeys(r.block for r in self.rows))
+
+
+def table_columns(runs: pd.DataFrame) -> list[Column]:
+    """The metric columns some finished run has a finite value for, in paper order."""
+
+    def has(key: str) -> bool:
+        return key in runs and bool(runs[key].notna().any())
+
+    cols = [Column(k, h) for k, h in _FIXED if has(k)]
+    tasks = sorted(
+        c
+        for c in runs.columns
+        if c.startswith("general/") and c != "general/mean" and not c.endswith(_GENERAL_SUFFIXES)
+    )
+    for t in tasks:
+        if has(t):
+            name = t.split("/", 1)[1]
+            cols.append(Column(t, f"{_TASK_NAMES.get(name, name.replace('_', ' ').capitalize())} acc."))
+    if has("general/mean"):
+        cols.append(Column("general/mean", "General mean"))
+    if has(HE_COL):
+        cols.append(Column(HE_COL, "HE change %"))
+    return cols
+
+
+def _note_applies(note_key: str, column: str) -> bool:
+    """A note on ``fluency`` marks the fluency column; one on ``general`` every general/* column."""
+    return column == note_key or column.startswith(note_key.rstrip("/") + "/")
+
+
+def build_table(runs: pd.DataFrame) -> Table:
+    """The table of every setting in ``runs`` (see :func:`sphere.report.collect.collect`)."""
+    columns = table_columns(runs)
+    keys = [c.key for c in columns]
+    settings = aggregate_settings(runs, keys)
+    footnotes: list[str] = []
+    note_ids: dict[tuple[str, str], int] = {}
+    rows: list[Row] = []
+    block_order = list(dict.fromkeys(runs.sort_values(BLOCK_COLS, kind="stable")["block"]))
+    for block in block_order:
+        in_block = runs[runs["block"] == block]
+        pre = _pre_row(block, in_block, keys)
+        if pre is not None:
+            rows.append(pre)
+        block_settings = settings[settings["block"] == block].copy()
+        block_settings["_order"] = [
+            (str(e), bool(s), _sortable(a), _sortable(b), _sortable(r))
+            for e, s, a, b, r in zip(
+                block_settings["editor"],
+                block_settings["sphere"],
+                block_settings["alpha"],
+                block_settings["beta"],
+                block_settings["rank"],
+            )
+        ]
+        block_rows = []
+        for _, s in sorted(block_settings.iterrows(), key=lambda kv: kv[1]["_order"]):
+            members = in_block[in_block["setting_id"] == s["setting_id"]]
+            cells = {}
+            for k in keys:
+                cells[k] = Cell(
+                    mean=float(s[f"{k}_mean"]),
+                    err=float(s[f"{k}_err"]),
+                    err_kind=str(s[f"{k}_err_kind"]),
+                    n=int(s[f"{k}_n"]),
+                    sd=float(s[f"{k}_sd"]),
+                    ci=float(s[f"{k}_ci"]),
+                    se=float(s[f"{k}_se"]),
+                )
+            for notes in members["notes"]:
+                for nk, text in sorted((notes or {}).items()):
+                    ident = (str(nk), str(text))
+                    if ident not in note_ids:
+                        footnotes.append(f"{nk}: {text}")
+                        note_ids[ident] = len(footnotes)
+                    for k in keys:
+                        if _note_applies(str(nk), k) and note_ids[ident] not in cells[k].notes:
+                            cells[k].notes.append(note_ids[ident])
+            block_rows.append(
+                Row(
+                    block=block,
+                    label=str(s["label"]),
+                    kind="setting",
+                    ident={c: s[c] for c in SETTING_COLS},
+                    n_runs=int(s["n_runs"]),
+                    n_finished=int(s["n_finished"]),
+                    n_unfinished=int(s["n_unfinished"]),
+                    seeds=str(s["seeds"]),
+                    cells=cells,
+                )
+            )
+        _mark_best(block_rows, columns)
+        rows.extend(block_rows)
+    return Table(columns=columns, rows=rows, footnotes=footnotes)
+
+
+def _sortable(x: Any) -> float:
+    return -1.0 if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def _pre_row(block: str, in_block: pd.DataFrame, keys: list[str]) -> Row | None:
+    """The unedited model, from the ``pre`` of finished runs (one run per seed: the records, and
+    so the pre numbers, can differ by seed only)."""
+    done = in_block[in_block["finished"]].drop_duplicates("seed")
+    cells = {}
+    for k in keys:
+        if k == HE_COL or f"pre/{k}" not in done:
+            continue
+        st = describe(done[f"pre/{k}"])
+        if st.n == 0:
+            continue
+        se = math.nan
+        if st.n == 1 and f"pre/{k}_se" in done:
+            se = float(done[f"pre/{k}_se"].iloc[0])
+        kind = CI95 if st.n >= 2 else (SE if not math.isnan(se) else NONE)
+        cells[k] = Cell(st.mean, st.ci if kind == CI95 else se, kind, st.n, st.sd, st.ci, se)
+    if not cells:
+        return None
+    first = in_block.iloc[0]
+    return Row(
+        block=block,
+        label="Pre-edit (unedited model)",
+        kind="pre",
+        ident={c: first[c] for c in BLOCK_COLS},
+        n_runs=len(done),
+        n_finished=len(done),
+        n_unfinished=0,
+        seeds=",".join(str(s) for s in sorted(done["seed"])),
+        cells=cells,
+    )
+
+
+def _mark_best(rows: list[Row], columns: list[Column]) -> None:
+    """Bold the best mean of each column among the edited settings of one block (ties all bold)."""
+    for col in columns:
+        vals = [
+            (abs(r.cells[col.key].mean) if col.lower_is_better else r.cells[col.key].mean, r)
+            for r in rows
+            if col.key in r.cells and not math.isnan(r.cells[col.key].mean)
+        ]
+        if len(vals) < 2:
+            continue
+        best = min(v for v, _ in vals) if col.lower_is_better else max(v for v, _ in vals)
+        for v, r in vals:
+            if math.isclose(v, best, rel_tol=1e-12, abs_tol=1e-12):
+                r.cells[col.key].best = True
+
+
+def fmt_number(x: float) -> str:
+    """Two decimals (the paper's precision) unless that would print 0.00 or a huge number."""
+    if x is None or math.isnan(x):
+        return "–"
+    if x == 0 or 0.01 <= abs(x) < 1e5:
+        return f"{x:.2f}"
+    return f"{x:.3g}"
+
+
+def cell_text(cell: Cell | None, *, unicode_markers: bool = True) -> str:
+    """``mean ± err`` with its markers (``†`` single-seed SE, superscript note numbers)."""
+    if cell is None or math.isnan(cell.mean):
+        return "–"
+    text = fmt_number(cell.mean)
+    if cell.err_kind in (CI95, SE) and not math.isnan(cell.err):
+        text += f" ± {fmt_number(cell.err)}"
+    if cell.err_kind == SE:
+        text += DAGGER
+    if cell.notes:
+        marks = ",".join(str(i) for i in cell.notes)
+        text += marks.translate(_SUPERSCRIPT).replace(",", "˒") if unicode_markers else f"[{marks}]"
+    return text
+
+
+def runs_text(row: Row) -> str:
+    """What the seeds column says: finished runs, and unfinished ones flagged."""
+    if row.kind == "pre":
+        return str(row.n_finished)
+    text = str(row.n_finished)
+    if row.n_unfinished:
+        text += f" (+{row.n_unfinished} unfinished)"
+    return text
+
+
+def legend_lines(table: Table) -> list[str]:
+    """The fixed explanations printed under every rendering, then the numbered notes."""
+    lines = [
+        "± is the 95 % confidence interval of the mean over seeds (Student's t, t(0.975, n−1)·sd/√n).",
+        f"{DAGGER} one finished seed only: ± is that run's standard error over edit cases, not a CI over seeds.",
+        "Bold: best value of its column within a block (HE change: closest to 0). "
+        "Unfinished runs (no summary.json) are counted in the seeds column but not in the means.",
+    ]
+    lines += [f"[{i}] non-canonical source: {text}" for i, text in enumerate(table.footnotes, 1)]
+    return lines
+
+
+# ----------------------------------------------------------------------------------------- CSV
+
+
+def to_frame(table: Table) -> pd.DataFrame:
+    """Numbers only (for other tools): identity, seeds, then mean, ci, n, sd, se per metric."""
+    recs = []
+    for r in table.rows:
+        rec: dict[str, Any] = {"block": r.block, "row": r.kind, "label": r.label}
+        rec.update({c: r.ident.get(c) for c in SETTING_COLS})
+        rec.update(n_runs=r.n_runs, n_finished=r.n_finished, n_unfinished=r.n_unfinished, seeds=r.seeds)
+        for col in table.columns:
+            c = r.cells.get(col.key)
+            rec[f"{col.key}_mean"] = c.mean if c else math.nan
+            rec[f"{col.key}_ci"] = c.ci if c else math.nan
+            rec[f"{col.key}_n"] = c.n if c else 0
+            rec[f"{col.key}_sd"] = c.sd if c else math.nan
+            rec[f"{col.key}_se"] = c.se if c else math.nan
+            rec[f"{col.key}_notes"] = ",".join(map(str, c.notes)) if c else ""
+        recs.append(rec)
+    return pd.DataFrame(recs)
+
+
+def to_csv(table: Table) -> str:
+    return to_frame(table).to_csv(index=False)
+
+
+# ------------------------------------------------------------------------------------ Markdown
+
+
+def display_frame(table: Table, block: str | None = None) -> pd.DataFrame:
+    """The table as strings (what a reader sees), optionally one block only; best cells carry a
+    ``**`` pair for Markdown."""
+    recs = []
+    for r in table.rows:
+        if block is not None and r.block != block:
+            continue
+        rec = {"Setting": r.label, "Seeds": runs_text(r)}
+        for col in table.columns:
+            c = r.cells.get(col.key)
+            text = cell_text(c)
+            rec[col.header] = f"**{text}**" if c is not None and c.best else text
+        recs.append(rec)
+    return pd.DataFrame(recs, columns=["Setting", "Seeds", *[c.header for c in table.columns]])
+
+
+def to_markdown(table: Table) -> str:
+    parts = []
+    for block in table.blocks:
+        parts.append(f"### {block}\n")
+        parts.append(display_frame(table, block).to_markdown(index=False, disable_numparse=True))
+        parts.append("")
+    parts += [f"- {line}" for line in legend_lines(table)]
+    return "\n".join(parts) + "\n"
+
+
+# --------------------------------------------------------------------------------------- LaTeX
+
+_LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "α": r"$\alpha$",
+    "β": r"$\beta$",
+    "·": r"$\cdot$",
+    "−": "-",
+    "±": r"$\pm$",
+    "√": r"$\surd$",
+    "≤": r"$\leq$",
+    "≥": r"$\geq$",
+}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
+
+
+def _latex_cell(cell: Cell | None) -> str:
+    if cell is None or math.isnan(cell.mean):
+        return "--"
+    text = fmt_number(cell.mean)
+    if cell.err_kind in (CI95, SE) and not math.isnan(cell.err):
+        text += rf"$\pm${fmt_number(cell.err)}"
+    if cell.best:
+        text = rf"\textbf{{{text}}}"
+    if cell.err_kind == SE:
+        text += r"$^\dagger$"
+    if cell.notes:
+        text += rf"\textsuperscript{{{','.join(map(str, cell.notes))}}}"
+    return text
+
+
+def to_latex(table: Table, caption: str = "Sequential editing results.", label: str = "tab:sphere") -> str:
+    """A booktabs table (needs ``\\usepackage{booktabs,graphicx}``): one block per model/dataset,
+    best value per column in bold, markers and footnotes as in the other renderings."""
+    ncol = 2 + len(table.columns)
+    lines = [
+        "% generated by sphere-report; needs \\usepackage{booktabs,graphicx}",
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{latex_escape(caption)}}}",
+        rf"\label{{{label}}}",
+        r"\resizebox{\linewidth}{!}{%",
+        rf"\begin{{tabular}}{{ll{'r' * len(table.columns)}}}",
+        r"\toprule",
+        " & ".join(["Setting", "Seeds", *[latex_escape(c.header) for c in table.columns]]) + r" \\",
+    ]
+    for block in table.blocks:
+        lines.append(r"\midrule")
+        lines.append(rf"\multicolumn{{{ncol}}}{{l}}{{\textit{{{latex_escape(block)}}}}} \\")
+        lines.append(r"\midrule")
+        for r in table.rows:
+            if r.block != block:
+                continue
+            cells = [_latex_cell(r.cells.get(c.key)) for c in table.columns]
+            lines.append(" & ".join([latex_escape(r.label), latex_escape(runs_text(r)), *cells]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}}", r"\par\smallskip\footnotesize"]
+    lines += [latex_escape(line).replace(DAGGER, r"$^\dagger$") + r"\\" for line in legend_lines(table)]
+    lines.append(r"\end{table}")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------ terminal
+
+
+def to_terminal(
+    table: Table, keys: tuple[str, ...] = ("efficacy", "generalization", "specificity", "score")
+) -> str:
+    """A compact plain-text table for the end of the CLI run."""
+    cols = [c for c in table.columns if c.key in keys]
+    recs = [
+        {
+            "block": r.block,
+            "setting": r.label,
+            "seeds": runs_text(r),
+            **{c.header: cell_text(r.cells.get(c.key)) for c in cols},
+        }
+        for r in table.rows
+    ]
+    return pd.DataFrame(recs).to_markdown(index=False, tablefmt="simple", disable_numparse=True)
