@@ -4,6 +4,8 @@
     sphere-eval RUN_DIR --at all --pre eval.evaluators=[edit_quality,general] eval.general.n_items=100
     sphere-eval RUN_DIR --at 5000,15000 eval.evaluators=[generation] eval.generation.prompts=edit_prompts
 
+    sphere-eval RUN_DIR --at all --pre --merge eval.evaluators=[general]   # into the run's own files
+
 Overrides are ``key=value`` on the run's own config.yaml. Saved points: the resume checkpoint and
 ``kept/edits_<n>`` (``run.keep_at`` when editing). Results: ``RUN_DIR/reeval/<overrides>.json``.
 """
@@ -24,6 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--at", default="last", help="all | last | numbers of edits, e.g. 5000,15000")
     p.add_argument("--pre", action="store_true", help="also measure the unedited model")
     p.add_argument("--list", action="store_true", help="list the saved points and exit")
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="also add the results to the run's metrics.jsonl and summary.json (e.g. general ability "
+        "measured on kept checkpoints after editing, as the paper does)",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from sphere.io import CorruptFileError
@@ -38,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         bad = [o for o in args.overrides if "=" not in o]
         if bad:
             raise ConfigError(f"{bad[0]!r} is not key=value")
-        result = reevaluate(args.run_dir, args.overrides, at=args.at, pre=args.pre)
+        result = reevaluate(args.run_dir, args.overrides, at=args.at, pre=args.pre, merge=args.merge)
     except ConfigError as e:
         print(f"sphere-eval: config error: {e}", file=sys.stderr)
         return 2

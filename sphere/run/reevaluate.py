@@ -82,11 +82,58 @@ def load_point(runner, records, run_dir: Path, n_edits: int):
     return runner.evaluated_weights(), runner.edited_records(batches, progress)
 
 
+def merge_into_run(run_dir: Path, result: dict[str, Any]) -> None:
+    """Add re-evaluated metrics to the run's own files, as if the run had measured them: the
+    ``metrics.jsonl`` row of each point's number of edits (the last row with that ``n_edits``: the
+    pre row, a scheduled evaluation, the final row) and ``summary.json`` (pre and final). Metrics
+    the run already has are overwritten with the re-evaluated values (deterministic evaluators give
+    the same numbers). This is the reference's workflow for general ability: measure saved
+    checkpoints after editing (spec §5), here without a second set of result files to reconcile."""
+    import json
+
+    from sphere.io import atomic_write_text
+    from sphere.report.summary import format_summary, split_per_layer
+
+    rows_path, summary_path = run_dir / "metrics.jsonl", run_dir / "summary.json"
+    rows = []
+    for line in rows_path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+    for point in result["points"]:
+        n, metrics = point["n_edits"], {k: v for k, v in point.items() if k != "n_edits"}
+        idx = [i for i, r in enumerate(rows) if r["n_edits"] == n]
+        if idx:
+            rows[idx[-1]].update(metrics)
+        if summary is None:
+            continue
+        plain, _ = split_per_layer(metrics)
+        if n == 0:
+            summary.setdefault("pre", {}).update(plain)
+        if n == summary["n_edits"]:
+            summary.update(plain)
+    atomic_write_text(rows_path, "".join(json.dumps(r) + "\n" for r in rows))
+    if summary is not None:
+        notes = {**summary.get("notes", {}), **result["notes"]}
+        if notes:
+            summary["notes"] = notes
+        atomic_write_json(summary_path, summary)
+        atomic_write_text(run_dir / "summary.txt", format_summary(summary) + "\n")
+
+
 def reevaluate(
-    run_dir: str | Path, overrides: Sequence[str] = (), at: str = "last", pre: bool = False
+    run_dir: str | Path,
+    overrides: Sequence[str] = (),
+    at: str = "last",
+    pre: bool = False,
+    merge: bool = False,
 ) -> dict[str, Any]:
     """Measure the saved run at the points ``at`` selects (``all``, ``last``, ``5000,15000``);
-    ``pre`` also measures the unedited model. Returns (and writes) ``{"overrides", "points", "notes"}``."""
+    ``pre`` also measures the unedited model; ``merge`` adds the results to the run's own
+    metrics.jsonl and summary.json (:func:`merge_into_run`). Returns (and writes)
+    ``{"overrides", "points", "notes"}``."""
     from sphere.run.saved import resolve_points
 
     run_dir = Path(run_dir)
@@ -110,5 +157,7 @@ def reevaluate(
         }
         atomic_write_json(out_path, result)
         log.info("re-evaluated %s at %d edits", run_dir, n)
+    if merge:
+        merge_into_run(run_dir, result)
     result["path"] = str(out_path)
     return result

@@ -103,3 +103,45 @@ def test_export_checkpoint_and_patch(saved_run, tmp_path):
         torch.testing.assert_close(base.model.layers[layer].mlp.down_proj.weight, w)
     with pytest.raises(ValueError, match="not the base this patch was made from"):
         apply_patch(base, patch)  # already applied: the base check refuses a second time
+
+
+def test_merge_adds_metrics_to_the_runs_own_files(saved_run, tmp_path):
+    import shutil
+
+    from sphere.evaluation.registry import register_evaluator, unregister_evaluator
+    from sphere.run.reevaluate import reevaluate
+
+    run = tmp_path / "run"
+    shutil.copytree(saved_run, run)
+
+    @register_evaluator("edits_seen_test")
+    class EditsSeen:
+        """A metric a run did not have: how many records the point covers."""
+
+        moments = frozenset({"pre", "final"})
+        notes = {"edits_seen": "test metric"}
+
+        def __init__(self, cfg):
+            pass
+
+        def __call__(self, moment, view):
+            return {"edits_seen": float(len(view.records))}
+
+        def state_dict(self):
+            return {}
+
+        def load_state_dict(self, state):
+            pass
+
+    try:
+        reevaluate(run, ["eval.evaluators=[edits_seen_test]"], at="all", pre=True, merge=True)
+    finally:
+        unregister_evaluator("edits_seen_test")
+    rows = _rows(run)
+    assert rows[0]["edits_seen"] == 8.0  # pre: every record
+    assert [r.get("edits_seen") for r in rows if r["n_edits"] == 4] == [4.0]
+    assert rows[-1]["final"] and rows[-1]["edits_seen"] == 8.0 and "efficacy" in rows[-1]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["edits_seen"] == 8.0 and summary["pre"]["edits_seen"] == 8.0
+    assert summary["notes"]["edits_seen"] == "test metric" and "efficacy" in summary
+    assert "edits_seen: test metric" in (run / "summary.txt").read_text()  # the note is printed
