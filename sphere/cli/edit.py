@@ -67,8 +67,15 @@ def _main(cfg: DictConfig) -> None:
         raise
 
 
+class JobFailed(Exception):
+    """One job of a multirun failed: Hydra records it (the sweep index marks it failed) and runs
+    the other jobs; the multirun exits non-zero at the end."""
+
+
 def _fail(message: str, code: int) -> None:
     print(f"sphere-edit: {message}", file=sys.stderr)
+    if HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN":
+        raise JobFailed(message)
     sys.exit(code)
 
 

@@ -1,0 +1,105 @@
+"""The index of a sweep: one line per job with its overrides, run directory, status and headline
+metrics, so a person (or ``sphere-report``) sees at a glance what ran, what failed and what is left.
+
+A Hydra callback. Each job writes only its own status file (``<sweep>/.index/<job>.json``), so jobs
+running in parallel processes or on SLURM nodes never write the same file; ``index.json`` is rebuilt
+from all of them after every change (atomic write; the last writer wins with a complete view of the
+status files it read). Re-running the same multirun with ``hydra.sweep.dir=<dir> run.resume=true``
+maps every job to the same directory (``hydra.job.override_dirname``): finished jobs are skipped
+(``run_experiment`` returns at once when ``summary.json`` exists) and marked so in the index.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from sphere.io import atomic_write_json, safe_name
+
+INDEX = "index.json"
+STATUS_DIR = ".index"
+HEADLINE = ("efficacy", "generalization", "specificity", "score", "n_edits")
+
+
+def _paths(config: DictConfig) -> tuple[Path, Path, str] | None:
+    """(sweep dir, run dir, job key) in a multirun; None otherwise."""
+    hc = config.hydra
+    if str(hc.mode) != "RunMode.MULTIRUN":
+        return None
+    run_dir = Path(hc.runtime.output_dir)
+    return Path(hc.sweep.dir), run_dir, safe_name(run_dir.name)
+
+
+def rebuild_index(sweep_dir: Path) -> dict[str, Any]:
+    """index.json from every job's status file, ordered by job number."""
+    jobs = []
+    for f in sorted((sweep_dir / STATUS_DIR).glob("*.json")):
+        try:
+            jobs.append(json.loads(f.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue  # being replaced right now: the next rebuild reads it
+    jobs.sort(key=lambda j: j.get("num", 0))
+    counts: dict[str, int] = {}
+    for j in jobs:
+        counts[j["status"]] = counts.get(j["status"], 0) + 1
+    index = {"sweep_dir": str(sweep_dir), "counts": counts, "jobs": jobs}
+    atomic_write_json(sweep_dir / INDEX, index)
+    return index
+
+
+class SweepIndex(Callback):
+    """Keeps ``<sweep dir>/index.json`` up to date as jobs start and end."""
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        where = _paths(config)
+        if where is None:
+            return
+        sweep_dir, run_dir, key = where
+        done = (run_dir / "summary.json").exists() and bool(config.run.resume)
+        self._write(
+            sweep_dir,
+            key,
+            {
+                "num": int(config.hydra.job.num),
+                "overrides": list(config.hydra.overrides.task),
+                "run_dir": str(run_dir),
+                "status": "finished" if done else "running",
+                "skipped": done,  # finished in an earlier invocation: not run again
+                "start": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            },
+        )
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        where = _paths(config)
+        if where is None:
+            return
+        sweep_dir, run_dir, key = where
+        entry = self._read(sweep_dir, key)
+        ok = job_return.status == JobStatus.COMPLETED and (run_dir / "summary.json").exists()
+        entry["status"] = "finished" if ok else "failed"
+        entry["end"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        if ok:
+            summary = json.loads((run_dir / "summary.json").read_text())
+            entry["metrics"] = {k: summary[k] for k in HEADLINE if k in summary}
+        else:
+            err = job_return._return_value if job_return.status == JobStatus.FAILED else None
+            entry["error"] = f"{type(err).__name__}: {err}" if err is not None else "no summary.json written"
+        self._write(sweep_dir, key, entry)
+
+    @staticmethod
+    def _read(sweep_dir: Path, key: str) -> dict[str, Any]:
+        try:
+            return json.loads((sweep_dir / STATUS_DIR / f"{key}.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            return {"num": 0, "overrides": [], "run_dir": ""}
+
+    @staticmethod
+    def _write(sweep_dir: Path, key: str, entry: dict[str, Any]) -> None:
+        atomic_write_json(sweep_dir / STATUS_DIR / f"{key}.json", entry)
+        rebuild_index(sweep_dir)
