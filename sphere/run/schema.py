@@ -47,10 +47,13 @@ def register_schemas() -> None:
         cs.store(group="editor", name=f"base_{name}", node=editor_schema(name))
 
 
-def compose_config(overrides: Sequence[str] = (), config_name: str = "edit") -> DictConfig:
-    """The composed config ``sphere-edit <overrides>`` would run (for tests, notebooks, --describe)."""
+def compose_config(
+    overrides: Sequence[str] = (), config_name: str = "edit", return_hydra_config: bool = False
+) -> DictConfig:
+    """The composed config ``sphere-edit <overrides>`` would run (for tests, notebooks, --describe);
+    ``return_hydra_config`` keeps the ``hydra`` node (sweeper params, launcher, sweep dir)."""
     from hydra import compose, initialize_config_dir
 
     register_schemas()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name, overrides=list(overrides))
+        return compose(config_name, overrides=list(overrides), return_hydra_config=return_hydra_config)
