@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Download the canonical CounterFact / MultiCounterFact / ZsRE files into data/full, sha256-checked.
+"""Download the canonical CounterFact / MultiCounterFact / ZsRE files (and the consistency metric's
+attribute_snippets, idf, tfidf_vocab) into data/full, sha256-checked.
 
 Example: python scripts/download_data.py counterfact zsre multi_counterfact
 """

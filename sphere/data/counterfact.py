@@ -71,6 +71,7 @@ def _from_rome(_index: int, row: dict[str, Any]) -> EditRecord:
         neighborhood_targets=(target_true,) * len(neighborhood),
         relation_id=get_field(row, "requested_rewrite", "relation_id", required=False),
         generation_prompts=get_str_list(row, "generation_prompts", required=False),
+        target_new_id=get_field(row, "requested_rewrite", "target_new", "id", required=False),
     )
 
 

@@ -29,6 +29,10 @@ FILES: dict[str, str] = {
     "counterfact": "counterfact.json",
     "multi_counterfact": "multi_counterfact.json",
     "zsre": "zsre_mend_eval.json",
+    # CounterFact consistency (the generation test): snippets and the reference's TF-IDF statistics.
+    "attribute_snippets": "attribute_snippets.json",
+    "idf": "idf.npy",
+    "tfidf_vocab": "tfidf_vocab.json",
 }
 
 # name -> sha256 of the file; None where no trustworthy reference value is known (shared/data/README.md).
@@ -36,6 +40,9 @@ EXPECTED_SHA256: dict[str, str | None] = {
     "counterfact": "d017056125178a13728594e66a801357a8db9ed7973a7425554bb4271de9fc6f",
     "multi_counterfact": None,
     "zsre": "8a371d512f8a6ab175db4ef672181d5c0e52da23298cb51e5a2eeea2f89aa9cd",
+    "attribute_snippets": "10b5c1cd105e54d5983c72de1b45bfc88bc7af786f7b99def2557886ff23385b",
+    "idf": "c073d642589d4ac6432f467230329b36364a01e72de63a77a3624b745b923dda",
+    "tfidf_vocab": "8a78c4f20d8d85dadfd14e283d71af255482ff18aa0eb8a81716024c05ff888b",
 }
 
 _CHUNK = 1 << 20

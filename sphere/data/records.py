@@ -25,6 +25,7 @@ class EditRecord:
             record's ``target_true``; ZsRE: the NQ answer ``loc_ans``).
         relation_id: CounterFact relation (e.g. "P103") if known.
         generation_prompts: prompts for fluency/consistency generation tests, if the schema has them.
+        target_new_id: the new object's Wikidata id (ROME schema), which keys its attribute snippets.
     """
 
     case_id: int
@@ -38,6 +39,7 @@ class EditRecord:
     neighborhood_targets: tuple[str, ...] = ()
     relation_id: str | None = None
     generation_prompts: tuple[str, ...] = field(default=())
+    target_new_id: str | None = None
 
     @property
     def request(self) -> EditRequest:

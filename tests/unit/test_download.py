@@ -131,7 +131,7 @@ def test_unknown_hash_reports_digest(server, tmp_path, caplog):
 
 
 def test_unknown_name():
-    with pytest.raises(ValueError, match="counterfact, multi_counterfact, zsre"):
+    with pytest.raises(ValueError, match="known: attribute_snippets, counterfact, idf, multi_counterfact"):
         download("mquake", "unused")
 
 
