@@ -33,6 +33,13 @@ def editor_schema(name: str) -> type:
 
 def register_schemas() -> None:
     """Store every group's schema (idempotent; call before Hydra composes)."""
+    from omegaconf import OmegaConf
+
+    from sphere.run.sweep import job_dirname
+
+    OmegaConf.register_new_resolver(
+        "job_dirname", lambda overrides: job_dirname(list(overrides)), replace=True
+    )
     cs = ConfigStore.instance()
     for group, node in (
         ("model", ModelConfig),

@@ -12,7 +12,9 @@ maps every job to the same directory (``hydra.job.override_dirname``): finished 
 from __future__ import annotations
 
 import json
+import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,18 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from sphere.io import atomic_write_json, safe_name
+
+# Overrides that do not change what a job computes (or are paths): left out of its directory name.
+_NOT_IN_NAME = ("hydra.", "+hydra.", "experiment=", "+experiment=", "run.resume=", "run.cache_dir=", "logger")
+
+
+def job_dirname(overrides: Sequence[str]) -> str:
+    """The directory name of a sweep job: its overrides, sorted, without launcher/logging/resume
+    keys, '/' replaced; the same command gives every job the same name again (resuming needs it)."""
+    kept = sorted(o for o in overrides if not o.startswith(_NOT_IN_NAME))
+    name = ",".join(kept).replace("/", "_").replace(os.sep, "_") or "default"
+    return name[:200]
+
 
 INDEX = "index.json"
 STATUS_DIR = ".index"

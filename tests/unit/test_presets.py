@@ -160,3 +160,22 @@ def test_cfg_job_from_the_command_line():
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "name: llama3-8b" in proc.stdout and "limit: 15000" in proc.stdout and "alpha: 0.5" in proc.stdout
+
+
+def test_sweep_job_names_leave_out_paths_launcher_and_resume():
+    from sphere.run.sweep import job_dirname
+
+    name = job_dirname(
+        [
+            "sphere=on",
+            "run.seed=1",
+            "+experiment=x",
+            "run.cache_dir=/a/b",
+            "run.resume=true",
+            "hydra.launcher.partition=gpu",
+            "logger=none",
+            "dataset.path=/data/mcf.json",
+        ]
+    )
+    assert name == "dataset.path=_data_mcf.json,run.seed=1,sphere=on"
+    assert job_dirname(["run.seed=1", "sphere=on"]) == job_dirname(["sphere=on", "run.seed=1"])
