@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         help="also add the results to the run's metrics.jsonl and summary.json (e.g. general ability "
         "measured on kept checkpoints after editing, as the paper does)",
     )
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)  # overrides may come before or after the options
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from sphere.io import CorruptFileError
     from sphere.run.reevaluate import reevaluate

@@ -145,3 +145,19 @@ def test_merge_adds_metrics_to_the_runs_own_files(saved_run, tmp_path):
     assert summary["edits_seen"] == 8.0 and summary["pre"]["edits_seen"] == 8.0
     assert summary["notes"]["edits_seen"] == "test metric" and "efficacy" in summary
     assert "edits_seen: test metric" in (run / "summary.txt").read_text()  # the note is printed
+
+
+def test_cli_exit_codes(saved_run, tmp_path, capsys):
+    from sphere.cli.evaluate import main as sphere_eval
+    from sphere.cli.export import main as sphere_export
+
+    assert sphere_eval([str(saved_run), "--list"]) == 0
+    assert "4 edits  (kept)" in capsys.readouterr().out
+    assert sphere_eval([str(saved_run), "--at", "4", "eval.evaluators=[he]"]) == 0  # options, then overrides
+    assert sphere_eval([str(saved_run), "--at", "5"]) == 1
+    assert sphere_eval([str(saved_run), "eval.nope=1"]) == 2
+    assert sphere_eval([str(tmp_path / "missing")]) == 1
+    assert "sphere-eval:" in capsys.readouterr().err
+    assert sphere_export([str(saved_run), "--patch", "--at", "4", "-o", str(tmp_path / "p.safetensors")]) == 0
+    assert (tmp_path / "p.safetensors").stat().st_size > 0
+    assert sphere_export([str(tmp_path / "missing")]) == 1
