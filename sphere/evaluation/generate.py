@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 
 from editors.core.tokens import Tokenizer
+from sphere.evaluation.scoring import evaluating
 
 
 def generate_texts(
@@ -45,36 +46,31 @@ def generate_texts(
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     pad = int(pad) if pad is not None else 0
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                rows = [encoded[i] for i in idx]
-                width = max(len(r) for r in rows)
-                budget = max_new_tokens
-                if max_length is not None:
-                    budget = max(1, min(max_new_tokens, max_length - width))
-                ids = torch.full((len(rows), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(rows), width), dtype=torch.long)
-                for b, r in enumerate(rows):
-                    ids[b, width - len(r) :] = torch.tensor(r, dtype=torch.long)
-                    mask[b, width - len(r) :] = 1
-                kwargs: dict = {"do_sample": False}
-                if top_k > 0:
-                    # torch's global RNG drives HF sampling; seed it from our own stream per batch.
-                    torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
-                    kwargs = {"do_sample": True, "top_k": top_k, "top_p": 1.0, "temperature": 1.0}
-                new = model.generate(
-                    input_ids=ids.to(device),
-                    attention_mask=mask.to(device),
-                    max_new_tokens=budget,
-                    pad_token_id=pad,
-                    **kwargs,
-                )[:, width:]
-                for i, row in zip(idx, new.cpu().tolist()):
-                    out[i] = tok.decode(row, skip_special_tokens=True)
-    finally:
-        model.train(was_training)
+    with evaluating(model):
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            rows = [encoded[i] for i in idx]
+            width = max(len(r) for r in rows)
+            budget = max_new_tokens
+            if max_length is not None:
+                budget = max(1, min(max_new_tokens, max_length - width))
+            ids = torch.full((len(rows), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(rows), width), dtype=torch.long)
+            for b, r in enumerate(rows):
+                ids[b, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+                mask[b, width - len(r) :] = 1
+            kwargs: dict = {"do_sample": False}
+            if top_k > 0:
+                # torch's global RNG drives HF sampling; seed it from our own stream per batch.
+                torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
+                kwargs = {"do_sample": True, "top_k": top_k, "top_p": 1.0, "temperature": 1.0}
+            new = model.generate(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                max_new_tokens=budget,
+                pad_token_id=pad,
+                **kwargs,
+            )[:, width:]
+            for i, row in zip(idx, new.cpu().tolist()):
+                out[i] = tok.decode(row, skip_special_tokens=True)
     return out

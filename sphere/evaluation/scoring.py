@@ -14,8 +14,9 @@ position ``len(prefix_ids) + j - 1`` then predicts target token ``j`` exactly, f
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -73,6 +74,18 @@ def encode_pair(tok: Tokenizer, prefix: str, target: str) -> tuple[list[int], li
     return prefix_ids, target_ids
 
 
+@contextlib.contextmanager
+def evaluating(model) -> Iterator[None]:
+    """Eval mode (dropout off) and no autograd for the block; the model's previous mode after it."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        model.train(was_training)
+
+
 def _pad_id(tok: Tokenizer) -> int:
     """Id used for right padding; its value never matters because padded positions are masked and unread."""
     for cand in (tok.pad_token_id, tok.eos_token_id):
@@ -101,17 +114,12 @@ def score_continuations(
     results: list[ContinuationScore | None] = [None] * len(encoded)
     device = next(model.parameters()).device
     pad_id = _pad_id(tok)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                batch = [encoded[i] for i in idx]
-                for i, score in zip(idx, _score_batch(model, batch, pad_id, device)):
-                    results[i] = score
-    finally:
-        model.train(was_training)
+    with evaluating(model):
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            batch = [encoded[i] for i in idx]
+            for i, score in zip(idx, _score_batch(model, batch, pad_id, device)):
+                results[i] = score
     return results  # type: ignore[return-value]  # every slot was filled above
 
 
