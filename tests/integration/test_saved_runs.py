@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import DISTINCT8
 
 
@@ -83,8 +82,8 @@ def test_export_checkpoint_and_patch(saved_run, tmp_path):
     from sphere.export import apply_patch, export_run
     from sphere.models import load_model
     from sphere.run.checkpoint import load_checkpoint
-    from sphere.run.reevaluate import run_config_with
     from sphere.run.config import validate
+    from sphere.run.reevaluate import run_config_with
 
     final = load_checkpoint(saved_run / "checkpoint")["weights"]  # MEMIT: live weights = evaluated
     hf_dir = export_run(saved_run, tmp_path / "hf")

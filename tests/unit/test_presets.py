@@ -96,7 +96,6 @@ def test_there_are_paper_and_cpu_presets():
         "table1_llama3_rome",
         "plugin_llama3",
         "sensitivity_llama3",
-        "general_llama3",
         "he_study_llama3",
         "cpu_table1_smollm2",
         "cpu_table1_gemma3",
