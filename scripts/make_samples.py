@@ -44,6 +44,116 @@ WIKI_SOURCE = (
     "CC BY-SA 4.0)",
 )
 
+N_TASK_ROWS = 100
+
+_SPHERE_UPSTREAM = (
+    "GitHub PlusLabNLP/SPHERE @ 6e8978a8f6e707a7937567096f4a92a71ed5f2b2, data/task-data/{file} ({what}; the "
+    "repo has no license file, the underlying set keeps its own license); the complete file, same sha256, is "
+    "what `scripts/download_data.py {name}` fetches"
+)
+_ALPHAEDIT_UPSTREAM = (
+    "GitHub jianghoucheng/AlphaEdit @ f5248d3d25f1b3863bff19c387293d635866079f, glue_eval/dataset/{file}.pkl "
+    "({what}; no license file), converted to JSON with the same structure in shared/data (the pickle was "
+    "checked with pickletools to hold no object or global opcodes; never unpickled here)"
+)
+
+
+def _sphere_source(file: str, sha: str, what: str, download: str, tasks: str) -> tuple:
+    """A SPHERE task file: its first N_TASK_ROWS rows are bundled."""
+    upstream = _SPHERE_UPSTREAM.format(file=file, what=what, name=download)
+    return (f"{file}.gz", (f"general_ability/sphere_task_data/{file}.gz", sha, upstream), "rows", tasks)
+
+
+def _alphaedit_source(stem: str, sha: str, what: str, tasks: str) -> tuple:
+    """An AlphaEdit glue_eval set: bundled complete."""
+    upstream = _ALPHAEDIT_UPSTREAM.format(file=stem, what=what)
+    return (
+        f"alphaedit/{stem}.json.gz",
+        (f"general_ability/alphaedit_glue_eval/{stem}.json.gz", sha, upstream),
+        "all",
+        tasks,
+    )
+
+
+# General-ability task data (sphere/data/general_tasks.py): (file under data/general_ability, source, what is
+# kept, tasks reading it). SPHERE sets: the first N_TASK_ROWS rows verbatim (header kept); AlphaEdit: complete.
+GENERAL_SOURCES = [
+    _sphere_source(
+        "test-reasoning.jsonl",
+        "3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14",
+        "GSM8K test",
+        "rect_reasoning",
+        "reasoning",
+    ),
+    _sphere_source(
+        "test-NLI.tsv",
+        "5fb9b78108e99f6e505a16c85e4655ac71e988fa1b8be7eff5d57890ef9cbd91",
+        "RTE",
+        "rect_nli",
+        "nli",
+    ),
+    _sphere_source(
+        "test-OpenDomainQA.jsonl",
+        "024b6a9b02cd1cdea0ce0053d8f6504c6fb6c47ebb08ae886d99ee76eb6a163a",
+        "Natural Questions",
+        "rect_open_qa",
+        "open_qa",
+    ),
+    _sphere_source(
+        "test-ClosedDomainQA.jsonl",
+        "8b436c78db44506422bb81e3335c8b1547230d4527547aaca2b36a5846bb42a5",
+        "BoolQ",
+        "rect_closed_qa",
+        "closed_qa",
+    ),
+    _alphaedit_source(
+        "sst2",
+        "6081acf088b682768fe22d7d6c67bea191d30652ac564f2ea5aa69e7cec01af7",
+        "GLUE SST-2 validation subset",
+        "sst2",
+    ),
+    _alphaedit_source(
+        "mrpc",
+        "9ac8f96a3bec5bae326117134f0cfb9128f90cd5d9cfc51cd864a07df7b14648",
+        "GLUE MRPC validation subset",
+        "mrpc",
+    ),
+    _alphaedit_source(
+        "cola",
+        "86a2d858366cd57d26422fa9077b6ec863ed4fac6acd770bd82003f2a6a572c8",
+        "GLUE CoLA validation subset",
+        "cola",
+    ),
+    _alphaedit_source(
+        "rte",
+        "105f1725a2d89e0eba3247811b10341b96844ab80c745da95395e16921226cef",
+        "GLUE RTE validation subset",
+        "rte, rte_alphaedit",
+    ),
+    _alphaedit_source(
+        "mmlu", "b6be56e82f025da1918562da09a8545b40a1820738b4f6bd6ebd5d679ac0ff68", "MMLU subset", "mmlu"
+    ),
+    _alphaedit_source(
+        "nli",
+        "20983a6ba18e2b6421371b0831b7d1d05b62cca0ffd1d833ede8f6ea9d916969",
+        "RTE train, as in SPHERE's test-NLI.tsv",
+        "glue_nli",
+    ),
+]
+
+
+def general_task_text(text: str, keep: str) -> tuple[str, int, str]:
+    """(content, records, description) of a task sample: the first ``N_TASK_ROWS`` data rows of a
+    JSON-lines/TSV file verbatim (a TSV keeps its header), or a whole JSON list verbatim, so the
+    samples are read by the same readers as the full files and a complete set keeps its sha256."""
+    if keep == "all":
+        return text, len(json.loads(text)), "the complete set, verbatim"
+    lines = text.splitlines(keepends=True)
+    header = 1 if lines and lines[0].startswith("index\t") else 0
+    kept = lines[: header + N_TASK_ROWS]
+    what = f"first {N_TASK_ROWS} rows verbatim" + (" after the header" if header else "")
+    return "".join(kept), len(kept) - header, what
+
 
 def read_source(shared: Path, source: tuple[str, str, str]) -> str:
     """The decompressed text of a shared file, refused if its sha256 differs from the README's."""
@@ -107,6 +217,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
 
+    general: list[tuple[str, int, str, int, tuple[str, str, str], str]] = []
+    task_names = {}
+    for name, source, keep, tasks in GENERAL_SOURCES:
+        content, n, what = general_task_text(read_source(shared, source), keep)
+        sha, size = write_gz(args.out / "general_ability" / name, content)
+        general.append((f"general_ability/{name}", n, sha, size, source, what))
+        task_names[f"general_ability/{name}"] = tasks
+
     lines = [
         "# Bundled data samples",
         "",
@@ -118,7 +236,21 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---:|---:|---|",
     ]
     lines += [f"| `data/{name}` | {n} | {size:,} | `{sha}` |" for name, n, sha, size, _, _ in rows]
+    lines += [
+        "",
+        "General-ability task data (sphere/data/general_tasks.py, docs/general_ability.md). The complete SPHERE",
+        "task files: `python scripts/download_data.py rect_reasoning rect_nli rect_open_qa rect_closed_qa` ->",
+        "`data/full/general_ability/`; the AlphaEdit sets below are already complete.",
+        "",
+        "| file | tasks | records | gzip bytes | sha256 (decompressed) |",
+        "|---|---|---:|---:|---|",
+    ]
+    lines += [
+        f"| `data/{name}` | {task_names[name]} | {n} | {size:,} | `{sha}` |"
+        for name, n, sha, size, _, _ in general
+    ]
     lines.append("")
+    rows += general
     for name, _, _, _, (rel, src_sha, upstream), what in rows:
         lines += [
             f"## data/{name}",
@@ -133,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
         "ground_truth, rephrase_prompt, locality_prompt, locality_ground_truth); the ZsRE sample uses MEND's",
         "zsre_mend_eval.json schema (subject, src, pred, rephrase, alt, answers, loc, loc_ans, cond, portability).",
         "Both load with `sphere.data.load_records(kind, 'counterfact-sample' | 'zsre-sample')`.",
+        "",
+        "The general-ability files keep their upstream format (JSON lines, TSV with header, JSON list); they are",
+        "read by `sphere/data/general_tasks.py` and described in docs/general_ability.md.",
         "",
     ]
     (args.out / "SAMPLES.md").write_text("\n".join(lines), encoding="utf-8")

@@ -33,6 +33,18 @@ FILES: dict[str, str] = {
     "attribute_snippets": "attribute_snippets.json",
     "idf": "idf.npy",
     "tfidf_vocab": "tfidf_vocab.json",
+    # General-ability tasks (SPHERE/RECT RECT_eval, spec §5); fetched from URLS, stored under general_ability/.
+    "rect_reasoning": "general_ability/test-reasoning.jsonl",
+    "rect_nli": "general_ability/test-NLI.tsv",
+    "rect_open_qa": "general_ability/test-OpenDomainQA.jsonl",
+    "rect_closed_qa": "general_ability/test-ClosedDomainQA.jsonl",
+}
+
+# name -> its own URL, for files not under DEFAULT_BASE_URL (used unless another base URL is given).
+_SPHERE_TASK_DATA = "https://raw.githubusercontent.com/PlusLabNLP/SPHERE/6e8978a8f6e707a7937567096f4a92a71ed5f2b2/data/task-data"
+URLS: dict[str, str] = {
+    name: f"{_SPHERE_TASK_DATA}/{FILES[name].rsplit('/', 1)[-1]}"
+    for name in ("rect_reasoning", "rect_nli", "rect_open_qa", "rect_closed_qa")
 }
 
 # name -> sha256 of the file; None where no trustworthy reference value is known (shared/data/README.md).
@@ -43,6 +55,10 @@ EXPECTED_SHA256: dict[str, str | None] = {
     "attribute_snippets": "10b5c1cd105e54d5983c72de1b45bfc88bc7af786f7b99def2557886ff23385b",
     "idf": "c073d642589d4ac6432f467230329b36364a01e72de63a77a3624b745b923dda",
     "tfidf_vocab": "8a78c4f20d8d85dadfd14e283d71af255482ff18aa0eb8a81716024c05ff888b",
+    "rect_reasoning": "3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14",
+    "rect_nli": "5fb9b78108e99f6e505a16c85e4655ac71e988fa1b8be7eff5d57890ef9cbd91",
+    "rect_open_qa": "024b6a9b02cd1cdea0ce0053d8f6504c6fb6c47ebb08ae886d99ee76eb6a163a",
+    "rect_closed_qa": "8b436c78db44506422bb81e3335c8b1547230d4527547aaca2b36a5846bb42a5",
 }
 
 _CHUNK = 1 << 20
@@ -144,7 +160,10 @@ def download(
             return final
         log.warning("%s present but sha256 %s != expected %s; downloading again", final, present, expected)
 
-    url = f"{base_url.rstrip('/')}/{filename}"
+    if name in URLS and base_url == DEFAULT_BASE_URL:
+        url = URLS[name]
+    else:
+        url = f"{base_url.rstrip('/')}/{filename}"
     digest = ""
 
     def fetch_verified(tmp: str) -> None:

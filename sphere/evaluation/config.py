@@ -52,8 +52,10 @@ class GeneralConfig:
     """General ability (spec §5): downstream tasks measured before editing and every ``every`` edits.
 
     ``tasks``: SPHERE/RECT tasks (reasoning, nli, open_qa, closed_qa) and AlphaEdit GLUE-style
-    tasks (sst2, mrpc, cola, rte, mmlu, glue_nli); ``n_items`` first items of each; ``source``
-    ``bundled`` (small samples in data/general_ability) or ``full`` (scripts/download_data.py).
+    tasks (sst2, mrpc, cola, rte, rte_alphaedit, mmlu, glue_nli; AlphaEdit's sets start after their 10
+    few-shot rows); ``n_items`` first items of each; ``source`` ``bundled`` (data/general_ability: SPHERE
+    sets 100 rows, AlphaEdit sets complete) or ``full`` (scripts/download_data.py rect_*); ``every``:
+    also after the batch that passes each multiple of ``every`` edits. See docs/general_ability.md.
     """
 
     tasks: list[str] = field(default_factory=lambda: ["reasoning", "nli", "open_qa", "closed_qa"])

@@ -27,6 +27,7 @@ import pandas as pd
 from sphere.io import atomic_write, safe_name
 from sphere.report.collect import BLOCK_COLS, EDITOR_NAMES, Collection
 from sphere.report.stats import aggregate_curve, aggregate_settings
+from sphere.report.tables import GENERAL_SUFFIXES
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +326,7 @@ def _general_vs_edits(ctx: _Ctx, block: str) -> Figure | str:
     curves = ctx.coll.curves[ctx.coll.curves["setting_id"].isin(settings["setting_id"])]
     tasks = sorted(
         m for m in curves["metric"].unique()
-        if m.startswith("general/") and not m.endswith(("_se", "_f1", "_mcc", "_sd"))
+        if m.startswith("general/") and not m.endswith(GENERAL_SUFFIXES)
     )  # fmt: skip
     if not tasks:
         return "no general/<task> metrics in metrics.jsonl (general ability not measured)"

@@ -32,7 +32,8 @@ _FIXED = [
     ("score", "Score"),
 ]
 _TASK_NAMES = {"nli": "NLI", "open_qa": "Open QA", "closed_qa": "Closed QA", "mmlu": "MMLU", "sst2": "SST-2"}
-_GENERAL_SUFFIXES = ("_se", "_f1", "_mcc", "_sd")
+GENERAL_SUFFIXES = ("_se", "_f1", "_mcc", "_invalid", "_sd")
+"""Suffixes of general/<task>_<x> columns that are not a task's accuracy (kept in summary.json)."""
 HE_COL = "he_change_pct"
 DAGGER = "†"
 _SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
@@ -97,7 +98,7 @@ def table_columns(runs: pd.DataFrame) -> list[Column]:
     tasks = sorted(
         c
         for c in runs.columns
-        if c.startswith("general/") and c != "general/mean" and not c.endswith(_GENERAL_SUFFIXES)
+        if c.startswith("general/") and c != "general/mean" and not c.endswith(GENERAL_SUFFIXES)
     )
     for t in tasks:
         if has(t):

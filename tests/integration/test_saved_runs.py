@@ -160,3 +160,55 @@ def test_cli_exit_codes(saved_run, tmp_path, capsys):
     assert sphere_export([str(saved_run), "--patch", "--at", "4", "-o", str(tmp_path / "p.safetensors")]) == 0
     assert (tmp_path / "p.safetensors").stat().st_size > 0
     assert sphere_export([str(tmp_path / "missing")]) == 1
+
+
+def test_general_ability_through_a_run_its_summary_and_report(tmp_path):
+    """The ``general`` evaluator in a real sequential run: measured before editing, at each multiple of
+    ``eval.general.every`` and at the end; its keys reach metrics.jsonl, summary.json and the report's
+    general-ability figure and table columns."""
+    from sphere.report.build import build_report
+    from sphere.run.experiment import run_experiment
+    from sphere.run.schema import compose_config
+
+    cfg = compose_config(
+        [
+            "model=tiny-llama",
+            "logger=none",
+            f"dataset.path={DISTINCT8}",
+            "dataset.limit=8",
+            "dataset.batch_size=2",
+            "eval.every=4",
+            "eval.evaluators=[edit_quality,general]",
+            "eval.general.tasks=[nli,sst2]",
+            "eval.general.n_items=3",
+            "eval.general.every=4",
+            "run.plots=false",
+            f"run.cache_dir={tmp_path / 'cache'}",
+        ]
+    )
+    from sphere.evaluation import general
+
+    calls = []
+    real = general.generate_texts
+    general.generate_texts = lambda *a, **k: calls.append(1) or real(*a, **k)
+    run = tmp_path / "run"
+    try:
+        run_experiment(cfg, run)
+    finally:
+        general.generate_texts = real
+    rows = [r for r in _rows(run) if "general/mean" in r]
+    # pre, the batches reaching 4 and 8, and the final row, which reuses the measurement at 8
+    assert [r["n_edits"] for r in rows] == [0, 4, 8, 8] and rows[-1].get("final")
+    assert {k: v for k, v in rows[-1].items() if k.startswith("general/")} == {
+        k: v for k, v in rows[-2].items() if k.startswith("general/")
+    }
+    assert len(calls) == 2 * 3  # two tasks at 0, 4 and 8: nothing generated again for the final row
+    summary = json.loads((run / "summary.json").read_text())
+    for key in ("general/nli", "general/sst2", "general/sst2_f1", "general/sst2_mcc", "general/mean"):
+        assert key in summary
+    assert 0.0 <= summary["general/sst2"] <= 100.0
+    assert "general" in summary["notes"]
+    report = build_report([run], tmp_path / "report", formats=("png",))
+    assert any(f.name == "general_vs_edits" for f in report.figures.figures)
+    table = (tmp_path / "report" / "tables").glob("*.csv")
+    assert any("general" in p.read_text() for p in table)

@@ -97,7 +97,9 @@ def test_there_are_paper_and_cpu_presets():
         "plugin_llama3",
         "sensitivity_llama3",
         "he_study_llama3",
+        "general_llama3",
         "cpu_table1_smollm2",
+        "cpu_general_smollm2",
         "cpu_table1_gemma3",
         "tiny_seeds",
     ):
@@ -140,6 +142,26 @@ def test_grid_sizes():
     assert len(_grid(_compose("sensitivity_llama3"))) == 20
     assert len(_grid(_compose("plugin_llama3"))) == 6
     assert {j["editor"] for j in _grid(_compose("plugin_llama3"))} == {"memit", "prune", "rect"}
+
+
+def test_general_presets_measure_general_ability_on_the_papers_schedule():
+    jobs = _grid(_compose("general_llama3"))
+    assert {(j["editor"], j["sphere"]) for j in jobs} == {
+        (e, s) for e in ("memit", "alphaedit") for s in ("off", "on")
+    }
+    for job in jobs:
+        s = validate(
+            compose_config(
+                ["+experiment=general_llama3", "logger=none", *(f"{k}={v}" for k, v in job.items())]
+            )
+        )
+        assert "general" in s.eval.evaluators
+        assert (s.eval.general.every, s.eval.general.n_items, s.eval.general.source) == (1000, 500, "full")
+        assert s.eval.general.tasks == ["reasoning", "nli", "open_qa", "closed_qa"]
+        assert (s.dataset.limit, s.dataset.batch_size) == (15000, 100)
+    for cpu in ("cpu_general_smollm2", "cpu_general_gemma3"):
+        s = validate(compose_config([f"+experiment={cpu}", "logger=none"]))
+        assert "general" in s.eval.evaluators and s.eval.general.source == "bundled"
 
 
 def test_cfg_job_from_the_command_line():

@@ -1,0 +1,98 @@
+"""General ability as an evaluator: downstream tasks before editing, every ``eval.general.every``
+edits and at the end (reference spec §5; task definitions in sphere/data/general_tasks.py).
+
+Why an evaluator with its own schedule: the paper plots general ability against the number of
+edits (0, 1000, 2000, … in the reference's rect_eval), which is much coarser than the editing
+batches, and one evaluation of four tasks × 500 prompts costs minutes. So the ``batch`` moment
+measures only when the edit count crosses a multiple of ``every``; the last count seen is kept in
+the evaluator's state, so a resumed run measures at the same points.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from sphere.data.general_tasks import TASKS, GeneralItem, check_task_names, load_items
+from sphere.evaluation.generate import generate_texts
+from sphere.evaluation.registry import EvalView, Moment, register_evaluator
+
+
+def task_metrics(name: str, scores: dict[str, float]) -> dict[str, float]:
+    """``general/<task>`` for the accuracy, ``general/<task>_<metric>`` for the rest (se, f1, mcc, invalid)."""
+    return {
+        (f"general/{name}" if key == "acc" else f"general/{name}_{key}"): value
+        for key, value in scores.items()
+    }
+
+
+@register_evaluator("general")
+class GeneralAbility:
+    """Accuracy (%) and its standard error on each of ``eval.general.tasks``; F1 (%), MCC and the
+    invalid-answer rate (%) where the reference reports them; ``general/mean`` over the tasks."""
+
+    moments = frozenset({"pre", "batch", "final"})
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg.general
+        check_task_names(self.cfg.tasks)
+        # Loaded now so a missing or malformed file stops the run before any editing.
+        self.items: dict[str, list[GeneralItem]] = {}
+        self.notes: dict[str, str] = {}
+        for name in dict.fromkeys(self.cfg.tasks):
+            self.items[name], self.notes[f"general/{name}"] = load_items(
+                TASKS[name], self.cfg.source, self.cfg.n_items
+            )
+        when = f"every {self.cfg.every} edits" if self.cfg.every > 0 else "before and after editing only"
+        self.notes["general"] = (
+            f"general ability: source {self.cfg.source}, up to {self.cfg.n_items} items per task, {when}; "
+            "greedy, batched generation with left padding (docs/general_ability.md)"
+        )
+        self.last_n_edits = 0
+        # The batch that reaches the last edit is often a multiple of ``every`` too (15,000 / 1,000):
+        # the final moment then reuses that measurement of the same weights instead of repeating it.
+        self.last_result: tuple[int, dict[str, float]] | None = None
+
+    def due(self, moment: Moment, n_edits: int) -> bool:
+        """Whether to measure now: always at pre/final; after a batch when ``n_edits`` reached the next
+        multiple of ``every`` since the last count seen (several multiples in one batch: measured once)."""
+        if moment != "batch":
+            return True
+        every = self.cfg.every
+        return every > 0 and n_edits // every > self.last_n_edits // every
+
+    def __call__(self, moment: Moment, view: EvalView) -> dict[str, float]:
+        due = self.due(moment, view.n_edits)
+        self.last_n_edits = view.n_edits
+        if not due:
+            return {}
+        if moment == "final" and self.last_result and self.last_result[0] == view.n_edits:
+            return dict(self.last_result[1])
+        out: dict[str, float] = {}
+        for name, items in self.items.items():
+            out.update(task_metrics(name, self.evaluate_task(name, items, view)))
+        accuracies = [out[f"general/{name}"] for name in self.items]
+        out["general/mean"] = sum(accuracies) / len(accuracies) if accuracies else math.nan
+        self.last_result = (view.n_edits, out) if moment == "batch" else None
+        return out
+
+    def evaluate_task(self, name: str, items: list[GeneralItem], view: EvalView) -> dict[str, float]:
+        """All of a task's prompts in one batched greedy generation, then the task's scorer."""
+        task = TASKS[name]
+        prompts = [item.prompt for item in items]
+        continuations = generate_texts(
+            view.model,
+            view.tok,
+            prompts,
+            max_new_tokens=task.max_new_tokens,
+            batch_size=self.cfg.batch_size,
+            top_k=0,
+        )
+        preds = [task.predict(p, c) for p, c in zip(prompts, continuations)]
+        return task.score(preds, [item.gold for item in items])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"last_n_edits": self.last_n_edits}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.last_n_edits = int(state.get("last_n_edits", 0))
