@@ -32,6 +32,10 @@ class ModelSpec:
         lm_head: the unembedding.
         conv1d: True when the edited weight is stored (in × out) (GPT-2 ``Conv1D``); all edit math
             uses the nn.Linear (out × in) layout and converts at read/write time.
+        embeds_enter_blocks: True when ``body(inputs_embeds=h)`` feeds ``h`` unchanged to block 0 and
+            every block returns its hidden state as a tensor (transformers ≥ 5 decoders; GPT-2 adds
+            position embeddings first). Then a forward can start at block L from a cached state by
+            making blocks 0..L−1 identities (``editors.core.nethook.start_at_block``).
     """
 
     arch: str
@@ -42,6 +46,7 @@ class ModelSpec:
     final_norm: str
     lm_head: str
     conv1d: bool = False
+    embeds_enter_blocks: bool = False
 
     def block_name(self, layer: int) -> str:
         return self.block.format(layer)
@@ -64,6 +69,7 @@ _DECODER: dict[str, Any] = dict(
     mlp_out="model.layers.{}.mlp.down_proj",
     final_norm="model.norm",
     lm_head="lm_head",
+    embeds_enter_blocks=True,
 )
 SPECS: dict[str, ModelSpec] = {
     "llama": ModelSpec(arch="llama", **_DECODER),
@@ -94,6 +100,15 @@ def spec_for(model: nn.Module) -> ModelSpec:
             "(add one to editors/core/model_spec.py::SPECS)"
         )
     return SPECS[model_type]
+
+
+def block_index(spec: ModelSpec, module: str, n_layers: int) -> int:
+    """The index of the decoder block that holds ``module`` (the block itself or a submodule)."""
+    for layer in range(n_layers):
+        name = spec.block_name(layer)
+        if module == name or module.startswith(name + "."):
+            return layer
+    raise UnsupportedModelError(f"module {module!r} is not inside any block {spec.block!r}")
 
 
 def get_module(model: nn.Module, name: str) -> nn.Module:

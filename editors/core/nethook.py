@@ -66,6 +66,29 @@ def run_until_stop(model: nn.Module, **batch) -> None:
 
 
 @contextmanager
+def start_at_block(model: nn.Module, blocks: Sequence[str]) -> Iterator[None]:
+    """Make the named blocks identities for the forwards inside the context.
+
+    With ``body(inputs_embeds=h_L)``, where h_L is the cached hidden state entering block L and
+    ``blocks`` are blocks 0..L−1, the forward computes only blocks L and above, with the same masks and
+    positions as the full forward (the decoder still builds them from the input's shape). Only for
+    architectures whose ``ModelSpec.embeds_enter_blocks`` is True.
+    """
+    mods = [get_module(model, n) for n in blocks]
+    for m in mods:
+        m.forward = _identity  # an instance attribute shadows the class's forward
+    try:
+        yield
+    finally:
+        for m in mods:
+            del m.forward
+
+
+def _identity(hidden_states: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    return hidden_states
+
+
+@contextmanager
 def edit_output(model: nn.Module, name: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[None]:
     """Replace a module's output hidden state h by ``fn(h)`` for the forwards inside the block."""
 

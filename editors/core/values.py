@@ -9,6 +9,11 @@ All requests of a batch are optimised together (one δ per request, one Adam ove
 transformer rows never interact and Adam is element-wise, so this is the per-request loop's math,
 done in one forward/backward per step. A request that meets the early-stopping rule leaves the
 batch and its δ is frozen, exactly as if its own loop had stopped.
+
+The blocks below the one where δ is added do not depend on δ: their output is computed once, in the
+first pass, and every optimisation step runs only the blocks from there up (``reuse_lower_layers``;
+the reference runs the whole model at each of its 25 steps per request). Logits are computed only at
+the positions a loss reads.
 """
 
 from __future__ import annotations
@@ -22,8 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from editors.core.keys import fill
-from editors.core.model_spec import ModelSpec, get_module, hidden_size, model_device
-from editors.core.nethook import capture, edit_output
+from editors.core.model_spec import ModelSpec, block_index, get_module, hidden_size, model_device, num_layers
+from editors.core.nethook import capture, edit_output, start_at_block
 from editors.core.requests import EditRequest
 from editors.core.tokens import Tokenizer, encode, lookup_index, target_ids
 
@@ -42,6 +47,7 @@ class ValueOptions:
     clamp_norm_factor: float
     kl_factor: float
     fact_token: str = "subject_last"
+    reuse_lower_layers: bool = True
 
     @classmethod
     def from_hparams(cls, hp) -> ValueOptions:
@@ -132,6 +138,10 @@ def compute_target_values(
     targets = [target_ids(tok, r.target) for r in requests]
     rows = _build_rows(tok, requests, templates, targets, opts.fact_token, device)
     body = get_module(model, spec.body)
+    start = block_index(spec, module, num_layers(model))
+    reuse = opts.reuse_lower_layers and spec.embeds_enter_blocks and start > 0
+    lower = [spec.block_name(layer) for layer in range(start)]
+    entry: dict[str, torch.Tensor] = {}  # the hidden state entering block ``start``, from the first pass
 
     delta = torch.zeros(n, d, device=device, requires_grad=True)
     active = torch.ones(n, dtype=torch.bool, device=device)
@@ -150,9 +160,14 @@ def compute_target_values(
         """Final hidden states of the selected rows, trimmed to their longest sequence."""
         mask = rows.batch["attention_mask"][sel_rows]
         width = int(mask.sum(1).max())
-        ids = rows.batch["input_ids"][sel_rows, :width]
+        mask = mask[:, :width]
         with edit_output(model, module, add_delta(sel_rows)):
-            return body(input_ids=ids, attention_mask=mask[:, :width]).last_hidden_state, mask[:, :width]
+            if entry:  # right padding: the first ``width`` positions do not depend on the rest
+                h_in = entry[spec.block_name(start)][sel_rows, :width]
+                with start_at_block(model, lower):
+                    return body(inputs_embeds=h_in, attention_mask=mask).last_hidden_state, mask
+            ids = rows.batch["input_ids"][sel_rows, :width]
+            return body(input_ids=ids, attention_mask=mask).last_hidden_state, mask
 
     def losses(sel_rows: torch.Tensor):
         """Per-request NLL (n,), and the KL-prompt log-probs of the selected requests."""
@@ -172,8 +187,13 @@ def compute_target_values(
 
     # First pass with δ = 0: h₀ (target_init, at prompt 0 of each request) and the initial KL distribution.
     all_rows = torch.arange(len(rows.request), device=device)
-    with torch.no_grad(), capture(model, [module]) as store:
+    with (
+        torch.no_grad(),
+        capture(model, [module]) as store,
+        capture(model, [spec.block_name(start)] if reuse else [], inputs=True) as entering,
+    ):
         _, kl_init_all, _ = losses(all_rows)
+    entry.update(entering)
     first = all_rows[all_rows % rows.per == 0]
     h0 = store[module][first, rows.lookup[first]].float()
     h0_norm = h0.norm(dim=1)

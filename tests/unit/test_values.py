@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from editors.core.model_spec import spec_for
@@ -69,3 +70,55 @@ def test_z_lowers_target_nll(tiny_llama):
         return -float(logp[tgt[0]])
 
     assert nll(z[0]) < nll(h0[0]) - 0.1
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma3"])
+@pytest.mark.parametrize("where", ["block", "mlp"])
+def test_starting_at_the_edited_block_equals_the_full_forward(arch, where):
+    """Reusing the lower blocks' output (computed once) gives the z of full forwards at every step,
+    for δ on a block's output (MEMIT) and on an MLP's output (ROME), on each decoder family."""
+    from dataclasses import replace
+
+    from conftest import tiny
+
+    model, tok = tiny(arch, layers=4)
+    spec = spec_for(model)
+    assert spec.embeds_enter_blocks
+    opts = ValueOptions(
+        v_num_grad_steps=6, v_lr=0.5, v_weight_decay=0.01, clamp_norm_factor=4, kl_factor=0.0625
+    )
+    module = spec.block_name(2) if where == "block" else spec.mlp_name(2)
+    calls: list[str] = []
+    hooks = [
+        m.register_forward_hook(lambda *_a, n=n: calls.append(n))
+        for n, m in ((spec.mlp_name(i), model.get_submodule(spec.mlp_name(i))) for i in range(4))
+    ]
+    try:
+        z_fast, h0_fast = compute_target_values(model, tok, spec, REQUESTS, module, TEMPLATES, opts)
+        fast_calls = list(calls)
+        calls.clear()
+        z_full, h0_full = compute_target_values(
+            model, tok, spec, REQUESTS, module, TEMPLATES, replace(opts, reuse_lower_layers=False)
+        )
+    finally:
+        for h in hooks:
+            h.remove()
+    torch.testing.assert_close(h0_fast, h0_full)
+    torch.testing.assert_close(z_fast, z_full, rtol=1e-5, atol=1e-6)
+    # The full path computes every block at every step; the fast one computes blocks 0 and 1 in the
+    # first pass only (an identity afterwards), blocks 2 and 3 at every step.
+    steps = calls.count(spec.mlp_name(3))
+    assert steps > 1 and calls.count(spec.mlp_name(0)) == steps
+    assert fast_calls.count(spec.mlp_name(0)) == fast_calls.count(spec.mlp_name(1)) == 1
+    assert fast_calls.count(spec.mlp_name(2)) == fast_calls.count(spec.mlp_name(3)) == steps
+
+
+def test_gpt2_keeps_the_full_forward():
+    from conftest import tiny
+
+    model, tok = tiny("gpt2", layers=3)
+    spec = spec_for(model)
+    assert not spec.embeds_enter_blocks  # GPT-2 adds position embeddings to inputs_embeds
+    opts = ValueOptions(v_num_grad_steps=3, v_lr=0.5, v_weight_decay=0.01, clamp_norm_factor=4, kl_factor=0.0)
+    z, h0 = compute_target_values(model, tok, spec, REQUESTS[:1], spec.block_name(1), TEMPLATES, opts)
+    assert torch.isfinite(z).all()
