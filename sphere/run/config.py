@@ -46,7 +46,8 @@ class RunConfig:
 
     seed: int = 0
     resume: bool = False
-    checkpoint_every: int = 1
+    checkpoint_every: int = 10
+    checkpoint_minutes: float = 20.0
     forward_batch_size: int = 64
     cache_dir: str = ".cache/sphere"
     plots: bool = True
@@ -60,6 +61,10 @@ class RunConfig:
         if self.checkpoint_every < 0:
             raise ValueError(
                 f"run.checkpoint_every={self.checkpoint_every} must be >= 0 (0: only at the end)"
+            )
+        if self.checkpoint_minutes < 0:
+            raise ValueError(
+                f"run.checkpoint_minutes={self.checkpoint_minutes} must be >= 0 (0: by batch count only)"
             )
 
 

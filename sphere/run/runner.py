@@ -67,6 +67,7 @@ class SequentialRun:
         check_against_model(s, model, self.spec, self.layers)
         self.ctx.remember_pretrained(self.layers)
         self.evaluators = {name: get_evaluator(name)(s.eval) for name in s.eval.evaluators}
+        self._last_checkpoint = time.monotonic()
 
     @contextlib.contextmanager
     def evaluated_weights(self) -> Iterator[None]:
@@ -145,7 +146,7 @@ class SequentialRun:
             n = progress.n_edits
             if any(n - len(batches[b]) < k <= n for k in s.run.keep_at):
                 self._keep(n)
-            if s.run.checkpoint_every and (b + 1) % s.run.checkpoint_every == 0 or b + 1 == len(batches):
+            if self._checkpoint_due(b, len(batches)):
                 self._checkpoint(ckpt_dir, progress)
         bar.close()
 
@@ -226,6 +227,18 @@ class SequentialRun:
             self.ctx.weights.write(layer, w)
         self.editor.load_state_dict(state)
 
+    def _checkpoint_due(self, b: int, n_batches: int) -> bool:
+        """After batch ``b``: every ``run.checkpoint_every`` batches, when ``run.checkpoint_minutes``
+        have passed since the last checkpoint (or the start), and after the last batch."""
+        every, minutes = self.s.run.checkpoint_every, self.s.run.checkpoint_minutes
+        return (
+            b + 1 == n_batches
+            or bool(every)
+            and (b + 1) % every == 0
+            or bool(minutes)
+            and time.monotonic() - self._last_checkpoint >= 60 * minutes
+        )
+
     def _checkpoint(self, ckpt_dir: Path, progress: Progress) -> None:
         progress.evaluators = {name: ev.state_dict() for name, ev in self.evaluators.items()}
         save_checkpoint(
@@ -238,6 +251,7 @@ class SequentialRun:
             ],
             progress=progress.to_dict(),
         )
+        self._last_checkpoint = time.monotonic()
 
     def _restore(self, state: dict[str, Any]) -> Progress:
         for key, w in state["weights"].items():

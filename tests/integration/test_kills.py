@@ -28,6 +28,7 @@ ARGS = (
     "dataset.limit=6",
     "dataset.batch_size=2",
     "run.plots=false",
+    "run.checkpoint_every=1",  # the kill points below include the second of three checkpoints
 )
 
 # (kill point pattern, what it interrupts). Each must fire once in a 3-batch run.

@@ -130,7 +130,38 @@ def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path,
     state = load_checkpoint(tmp_path)
     assert state is not None and state["progress"]["n_edits"] == 2
     assert torch.equal(state["weights"]["1"], torch.full((4, 8), 2.0))
-    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.safetensors"]  # no temp file left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.safetensors", "w0.safetensors"]
+
+
+def test_w0_is_written_once_and_loaded_with_every_checkpoint(tmp_path):
+    _checkpoint(tmp_path, 2.0)
+    w0_file = tmp_path / "w0.safetensors"
+    first = w0_file.stat().st_mtime_ns
+    _checkpoint(tmp_path, 4.0)
+    assert w0_file.stat().st_mtime_ns == first  # never rewritten
+    state = load_checkpoint(tmp_path)
+    assert state["progress"]["n_edits"] == 4 and torch.equal(state["w0"]["1"], torch.zeros(4, 8))
+    assert "w0/1" not in safetensors.torch.load_file(tmp_path / "checkpoint.safetensors")
+    flip_byte(w0_file)
+    with pytest.raises(CorruptFileError, match=r"W₀ file .* is damaged.*delete"):
+        load_checkpoint(tmp_path)
+
+
+def test_checkpoints_every_n_batches_every_t_minutes_and_at_the_end(monkeypatch):
+    from types import SimpleNamespace
+
+    from sphere.run import runner as runner_mod
+
+    clock = [0.0]
+    monkeypatch.setattr(runner_mod.time, "monotonic", lambda: clock[0])
+    r = runner_mod.SequentialRun.__new__(runner_mod.SequentialRun)
+    r.s = SimpleNamespace(run=SimpleNamespace(checkpoint_every=10, checkpoint_minutes=20.0))
+    r._last_checkpoint = 0.0
+    assert [b for b in range(25) if r._checkpoint_due(b, 25)] == [9, 19, 24]
+    clock[0] = 20 * 60.0  # 20 minutes since the last checkpoint: due after any batch
+    assert r._checkpoint_due(3, 25)
+    r.s.run.checkpoint_minutes = 0.0
+    assert not r._checkpoint_due(3, 25)
 
 
 def test_a_cut_metrics_line_is_dropped_on_resume(tmp_path):
