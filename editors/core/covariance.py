@@ -56,8 +56,20 @@ def collect_second_moments(
     layers: Sequence[int],
     texts: Iterable[str],
     opts: StatsOptions,
+    *,
+    shard: tuple[int, int] = (0, 1),
 ) -> dict[int, tuple[torch.Tensor, int]]:
-    """One pass over ``texts``: {layer: (Σ k kᵀ, token count)} for the edited-matrix inputs."""
+    """One pass over ``texts``: {layer: (Σ k kᵀ, token count)} for the edited-matrix inputs.
+
+    The texts taken are the first ``opts.n_samples`` non-empty ones. ``shard=(rank, world)`` runs
+    only the ``rank``-th of every ``world`` of them through the model (text i goes to rank
+    i mod world), so the ``world`` shards' sums and counts add up to the whole pass's
+    (data-parallel collection: ``sphere.stats``). Every shard still reads the whole draw. A shard
+    left without text (``n_samples < world``) returns zero sums and count 0.
+    """
+    rank, world = shard
+    if not 0 <= rank < world:
+        raise ValueError(f"shard={shard} must be (rank, world) with 0 <= rank < world")
     device = model_device(model)
     dtype = getattr(torch, opts.dtype)
     names = {layer: spec.weight_module_name(layer) for layer in layers}
@@ -65,7 +77,13 @@ def collect_second_moments(
     sums: dict[int, torch.Tensor] = {}
     count, seen = 0, 0
     batch: list[str] = []
-    bar = tqdm(total=opts.n_samples, desc="key statistics", unit="text", leave=False)
+    bar = tqdm(
+        total=len(range(rank, opts.n_samples, world)),
+        desc="key statistics" if world == 1 else f"key statistics (rank {rank}/{world})",
+        unit="text",
+        leave=False,
+        disable=rank != 0,
+    )
 
     def flush() -> None:
         nonlocal count
@@ -90,8 +108,10 @@ def collect_second_moments(
     for text in texts:
         if not text.strip():
             continue
-        batch.append(text)
+        mine = seen % world == rank
         seen += 1
+        if mine:
+            batch.append(text)
         if len(batch) == opts.batch_size:
             flush()
             bar.update(len(batch))
@@ -102,9 +122,14 @@ def collect_second_moments(
         flush()
         bar.update(len(batch))
     bar.close()
-    if count == 0:
+    if seen == 0 or (count == 0 and world == 1):
         raise ValueError(f"stats corpus {opts.corpus!r} yielded no text; point stats.corpus at a text file")
-    if seen < opts.n_samples:
+    for layer in layers:  # a shard left without text adds nothing
+        if layer not in sums:
+            w = weight_param(model, spec, layer)
+            d = w.shape[0] if spec.conv1d else w.shape[1]
+            sums[layer] = torch.zeros(d, d, dtype=dtype, device=device)
+    if seen < opts.n_samples and rank == 0:
         log.warning(
             "stats corpus %s has only %d texts (stats.n_samples=%d)", opts.corpus, seen, opts.n_samples
         )

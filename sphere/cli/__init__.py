@@ -1,1 +1,2 @@
-"""Command-line entry points (thin layers over ``sphere.api``): sphere-edit."""
+"""Command-line entry points (thin layers over ``sphere.api``): sphere-edit, sphere-eval, sphere-export,
+sphere-report, sphere-stats."""

@@ -26,7 +26,7 @@ from editors.core.context import EditContext
 from editors.core.covariance import StatsOptions, collect_second_moments, weights_digest
 from editors.core.model_spec import ModelSpec, num_layers
 from editors.core.weights import UpdateTransform
-from sphere.data.corpus import depends_on_seed, draw_corpus
+from sphere.data.corpus import CorpusDraw, depends_on_seed, draw_corpus
 from sphere.io import CorruptFileError, load_tensors, read_metadata, safe_name, save_tensors
 from sphere.models.config import StatsConfig
 
@@ -49,22 +49,13 @@ def build_context(
 
     ``seed`` seeds the statistics corpus sampling and the editor's context templates.
     """
-    opts = StatsOptions(
-        corpus=stats_cfg.corpus,
-        n_samples=stats_cfg.n_samples,
-        max_length=stats_cfg.max_length,
-        batch_size=stats_cfg.batch_size,
-        dtype=stats_cfg.dtype,
-        # Files and the bundled sample are read in order; only drawn corpora depend on the seed.
-        seed=seed if depends_on_seed(stats_cfg.corpus) else 0,
-    )
-    cache = CovarianceCache(Path(cache_dir) / "stats", stats_cfg.precomputed)
+    opts = stats_options(stats_cfg, seed)
+    cache = stats_cache(cache_dir, stats_cfg)
     # Taken now, on the unedited model: the cache keeps answering with unedited statistics later.
     digest = weights_digest(model, spec, range(num_layers(model)))
 
     def stats(layers: Sequence[int]) -> dict[int, torch.Tensor]:
-        texts = lambda: draw_corpus(opts.corpus, opts.seed, opts.n_samples)  # noqa: E731
-        return cache.get(model, tok, spec, layers, opts, model_id, texts, digest)
+        return cache.get(model, tok, spec, layers, opts, model_id, lambda: stats_corpus(opts), digest)
 
     artifacts = Path(cache_dir) / "artifacts" / safe_name(model_id)
     scope = cache.key(model_id, digest, "artifacts", opts)
@@ -91,6 +82,29 @@ def build_context(
         forward_batch_size=forward_batch_size,
         cached=cached,
     )
+
+
+def stats_options(stats_cfg: StatsConfig, seed: int = 0) -> StatsOptions:
+    """How a run with ``model.stats=stats_cfg`` and ``run.seed=seed`` estimates C (part of its cache key)."""
+    return StatsOptions(
+        corpus=stats_cfg.corpus,
+        n_samples=stats_cfg.n_samples,
+        max_length=stats_cfg.max_length,
+        batch_size=stats_cfg.batch_size,
+        dtype=stats_cfg.dtype,
+        # Files and the bundled sample are read in order; only drawn corpora depend on the seed.
+        seed=seed if depends_on_seed(stats_cfg.corpus) else 0,
+    )
+
+
+def stats_cache(cache_dir: str | Path, stats_cfg: StatsConfig) -> CovarianceCache:
+    """The statistics cache of a run with ``run.cache_dir=cache_dir`` (``<cache_dir>/stats``)."""
+    return CovarianceCache(Path(cache_dir) / "stats", stats_cfg.precomputed)
+
+
+def stats_corpus(opts: StatsOptions) -> CorpusDraw:
+    """The texts C is estimated from (and how they were drawn)."""
+    return draw_corpus(opts.corpus, opts.seed, opts.n_samples)
 
 
 class CovarianceCache:
@@ -135,33 +149,59 @@ class CovarianceCache:
         out: dict[int, torch.Tensor] = {}
         missing: list[int] = []
         for layer in layers:
-            module = spec.weight_module_name(layer)
-            key = self.key(model_id, digest, module, opts)
-            if key in self._mem:
-                out[layer] = self._mem[key]
-                continue
-            c = self._load_precomputed(module, opts.n_samples) if self.precomputed else None
-            path = self._path(model_id, module, key)
-            if c is None and path is not None and path.exists():
-                c = _load_cached(path, "mom2")
+            c = self.lookup(model_id, digest, spec.weight_module_name(layer), opts)
             if c is None:
                 missing.append(layer)
             else:
-                out[layer] = self._mem[key] = c.float()
+                out[layer] = c
         if missing:
             log.info("collecting key statistics for layers %s on %s", missing, opts.corpus)
             draw = texts()
             for layer, (s, count) in collect_second_moments(model, tok, spec, missing, draw, opts).items():
-                module = spec.weight_module_name(layer)
-                key = self.key(model_id, digest, module, opts)
-                c = (s / count).float().cpu()
-                out[layer] = self._mem[key] = c
-                path = self._path(model_id, module, key)
-                if path is not None:
-                    meta = {"count": str(count), **{k: str(v) for k, v in asdict(opts).items()}}
-                    meta["corpus_draw"] = json.dumps(getattr(draw, "provenance", None))
-                    save_tensors(path, {"mom2": c}, meta)
+                out[layer] = self.store(
+                    model_id, digest, spec.weight_module_name(layer), opts, s, count, draw
+                )
         return {layer: out[layer] for layer in layers}
+
+    def lookup(self, model_id: str, digest: str, module: str, opts: StatsOptions) -> torch.Tensor | None:
+        """``module``'s C from memory, the precomputed statistics or the disk cache; None if absent."""
+        key = self.key(model_id, digest, module, opts)
+        if key in self._mem:
+            return self._mem[key]
+        c = self._load_precomputed(module, opts.n_samples) if self.precomputed else None
+        path = self._path(model_id, module, key)
+        if c is None and path is not None and path.exists():
+            c = _load_cached(path, "mom2")
+        if c is None:
+            return None
+        self._mem[key] = c.float()
+        return self._mem[key]
+
+    def store(
+        self,
+        model_id: str,
+        digest: str,
+        module: str,
+        opts: StatsOptions,
+        total: torch.Tensor,
+        count: int,
+        draw=None,
+    ) -> torch.Tensor:
+        """C = ``total`` / ``count`` (Σ k kᵀ over ``count`` tokens), kept in memory and written to the
+        disk cache with its count, options and the corpus draw's provenance; returns C."""
+        key = self.key(model_id, digest, module, opts)
+        c = (total / count).float().cpu()
+        self._mem[key] = c
+        path = self._path(model_id, module, key)
+        if path is not None:
+            meta = {"count": str(count), **{k: str(v) for k, v in asdict(opts).items()}}
+            meta["corpus_draw"] = json.dumps(getattr(draw, "provenance", None))
+            save_tensors(path, {"mom2": c}, meta)
+        return c
+
+    def path(self, model_id: str, digest: str, module: str, opts: StatsOptions) -> Path | None:
+        """Where ``module``'s statistics are (or would be) cached on disk; None without a cache dir."""
+        return self._path(model_id, module, self.key(model_id, digest, module, opts))
 
     def _load_precomputed(self, module: str, n_samples: int) -> torch.Tensor | None:
         """``module``'s statistics from a file, a directory or a Hub repo (``hf://owner/name``).

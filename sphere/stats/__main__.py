@@ -1,0 +1,7 @@
+"""``python -m sphere.stats`` (also under ``torchrun -m sphere.stats``) is ``sphere-stats``."""
+
+import sys
+
+from sphere.cli.stats import main
+
+sys.exit(main())
