@@ -99,9 +99,9 @@ def score_continuations(
 ) -> list[ContinuationScore]:
     """Score every ``(prefix, target)`` pair by teacher forcing, in mini-batches of right-padded sequences.
 
-    Each sequence is ``ids(prefix) + ids(" " + target)``; only the logit rows that predict target tokens are
-    gathered from the full logits, and ``log_softmax`` runs on those rows only (in fp32), so memory stays
-    ``O(batch · seq · vocab)`` for the forward and ``O(#target tokens · vocab)`` for the scoring. Sequences are
+    Each sequence is ``ids(prefix) + ids(" " + target)``; the LM head runs only at the positions that predict
+    some row's target tokens (``logits_to_keep``), and ``log_softmax`` only on the rows read (in fp32), so
+    memory is ``O(batch · #positions kept · vocab)`` instead of ``O(batch · seq · vocab)``. Sequences are
     sorted by length before batching to minimise padding; results come back in the input order.
 
     The model is put in eval mode for the call (dropout off) and its previous mode restored afterwards.
@@ -142,9 +142,17 @@ def _score_batch(
         rows.extend([b] * len(target_ids))
         cols.extend(range(len(prefix_ids) - 1, len(prefix_ids) - 1 + len(target_ids)))
         gold.extend(target_ids)
-    logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
+    # The LM head runs only at the positions some row reads (``logits_to_keep``): the vocabulary
+    # matmul and the B × T × V logits dominate evaluation time and memory (128k-token vocabularies).
+    keep = sorted(set(cols))
+    at = {c: i for i, c in enumerate(keep)}
+    logits = model(
+        input_ids=input_ids.to(device),
+        attention_mask=attention_mask.to(device),
+        logits_to_keep=torch.tensor(keep, device=device),
+    ).logits
     row_t = torch.tensor(rows, device=logits.device)
-    col_t = torch.tensor(cols, device=logits.device)
+    col_t = torch.tensor([at[c] for c in cols], device=logits.device)
     gold_t = torch.tensor(gold, device=logits.device)
     picked = logits[row_t, col_t].float()  # (n_target_tokens, vocab)
     del logits

@@ -32,7 +32,11 @@ def build_summary(
         "he": he,
         "he_pre": he_pre,
         "he_change_pct": {k: 100.0 * (he[k] - he_pre[k]) / he_pre[k] if he_pre.get(k) else 0.0 for k in he},
-        "time": dict(timings),
+        "time": {
+            **timings,
+            # What users compare across editors and machines; the whole batch counts, z included.
+            "edit_s_per_edit": timings.get("edit_s", 0.0) / header["n_edits"] if header.get("n_edits") else None,
+        },
     }
 
 

@@ -67,9 +67,11 @@ class OracleLM(torch.nn.Module):
         self.vocab, self.shift = vocab, shift
         self.dummy = torch.nn.Parameter(torch.zeros(1))
 
-    def forward(self, input_ids, attention_mask=None):
+    def forward(self, input_ids, attention_mask=None, logits_to_keep=None):
         nxt = torch.roll(input_ids, -self.shift, dims=1)
-        return SimpleNamespace(logits=torch.nn.functional.one_hot(nxt, self.vocab).float() * 40.0)
+        return SimpleNamespace(
+            logits=_keep(torch.nn.functional.one_hot(nxt, self.vocab).float() * 40.0, logits_to_keep)
+        )
 
 
 class UnigramLM(torch.nn.Module):
@@ -79,8 +81,15 @@ class UnigramLM(torch.nn.Module):
         super().__init__()
         self.bias = torch.nn.Parameter(bias.clone())
 
-    def forward(self, input_ids, attention_mask=None):
-        return SimpleNamespace(logits=self.bias.expand(*input_ids.shape, -1))
+    def forward(self, input_ids, attention_mask=None, logits_to_keep=None):
+        return SimpleNamespace(logits=_keep(self.bias.expand(*input_ids.shape, -1), logits_to_keep))
+
+
+def _keep(logits: torch.Tensor, keep) -> torch.Tensor:
+    """Hugging Face's ``logits_to_keep``: None/0 all positions, an int the last n, a tensor those positions."""
+    if keep is None or (isinstance(keep, int) and keep == 0):
+        return logits
+    return logits[:, -keep:] if isinstance(keep, int) else logits[:, keep]
 
 
 def _naive_score(model, tok, prefix: str, target: str) -> tuple[float, list[bool]]:
