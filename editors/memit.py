@@ -37,12 +37,15 @@ class MEMITHParams:
     fact_token: str = knob("subject_last", HELP["fact_token"])
     context_template_length_params: list[list[int]] = knob([[10, 5]], HELP["context_template_length_params"])
     solver_dtype: str = knob("float64", HELP["solver_dtype"])
+    v_max_rows: int = knob(0, HELP["v_max_rows"])
 
     def __post_init__(self) -> None:
         if not self.layers or sorted(set(self.layers)) != list(self.layers):
             raise ValueError(f"layers={self.layers} must be a non-empty ascending list of distinct layers")
         if self.v_num_grad_steps < 1:
             raise ValueError(f"v_num_grad_steps={self.v_num_grad_steps} must be >= 1")
+        if self.v_max_rows < 0:
+            raise ValueError(f"v_max_rows={self.v_max_rows} must be >= 0 (0: all rows of a batch at once)")
         if self.mom2_update_weight < 0:
             raise ValueError(f"mom2_update_weight={self.mom2_update_weight} must be >= 0")
         if self.solver_dtype not in ("float32", "float64"):

@@ -14,6 +14,8 @@ from typing import Any
 HELP = {
     "layers": "edited layers (ascending); set per model in configs/model/<model>.yaml",
     "v_num_grad_steps": "Adam steps of the target-value (z) optimisation",
+    "v_max_rows": "z optimisation: prompt rows per forward/backward, whole requests (0: the whole batch at "
+    "once); gradients are accumulated, so z is the same, and activation memory is bounded",
     "v_lr": "learning rate of the z optimisation",
     "v_weight_decay": "weight of the ‖δ‖²/‖h₀‖² penalty in the z loss",
     "clamp_norm_factor": "‖δ‖ is clamped to this factor × ‖h₀‖",

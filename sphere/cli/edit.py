@@ -3,10 +3,12 @@
     sphere-edit model=llama3-8b editor=memit sphere=on dataset=counterfact dataset.limit=2000 \\
         dataset.batch_size=100 sphere.alpha=0.8 sphere.beta=0.5
     sphere-edit --describe editor=alphaedit model=llama3-8b    # every knob: value, default, help
+    sphere-edit model=llama3-8b editor=alphaedit run.plan=true  # memory, disk, fits? nothing loaded
 
 Writes into the Hydra run directory: config.yaml (resolved), metrics.jsonl, summary.json,
 summary.txt, plots and checkpoint/ (edited layers only). The work is ``sphere.api.run_config``;
-this file only maps failures to one-line messages and exit codes.
+this file only maps failures to one-line messages and exit codes (2: configuration, 3: does not
+fit or out of memory, 4: disk full, 1: other failures).
 """
 
 from __future__ import annotations
@@ -41,10 +43,14 @@ def _main(cfg: DictConfig) -> None:
     from editors.core.weights import NonFiniteUpdateError
     from sphere.api import run_config
     from sphere.io import CorruptFileError
+    from sphere.run.plan import DoesNotFitError
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         run_config(cfg, out_dir)
+    except DoesNotFitError as e:
+        print(e.table, file=sys.stderr)
+        _fail(str(e), 3)
     except ConfigError as e:
         _fail(f"config error: {e}", 2)
     except NonFiniteUpdateError as e:

@@ -74,16 +74,32 @@ def find_gguf(cfg: ModelConfig) -> Path:
     raise ConfigError(f"model {cfg.name}: cannot find {cfg.gguf_file!r}; set model.path to its directory")
 
 
+def tiny_config(cfg: ModelConfig, vocab_size: int):
+    """The transformers config of a tiny random model (``model.tiny`` without its seed): the one
+    definition the loader builds from and the planner (sphere/run/plan.py) measures."""
+    import transformers as tf
+
+    tiny = {k: v for k, v in cfg.tiny.items() if k != "seed"}
+    return getattr(tf, _tiny_arch(cfg.arch)[0])(vocab_size=vocab_size, **tiny)
+
+
+def tiny_tokenizer_name(cfg: ModelConfig) -> str:
+    """The bundled tokenizer of a tiny model (``model.tokenizer`` or its architecture's)."""
+    name = cfg.tokenizer or _tiny_arch(cfg.arch)[2]
+    if name not in BUNDLED:
+        raise ConfigError(
+            f"model.tokenizer={name!r}: tiny models use a bundled tokenizer ({', '.join(BUNDLED)})"
+        )
+    return name
+
+
 def _tiny_model(cfg: ModelConfig, vocab_size: int):
     import transformers as tf
 
-    tiny = dict(cfg.tiny)
-    seed = int(tiny.pop("seed", 0))
-    config_cls, model_cls, _ = _tiny_arch(cfg.arch)
-    config = getattr(tf, config_cls)(vocab_size=vocab_size, **tiny)
+    config = tiny_config(cfg, vocab_size)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return getattr(tf, model_cls)(config)
+        torch.manual_seed(int(cfg.tiny.get("seed", 0)))
+        return getattr(tf, _tiny_arch(cfg.arch)[1])(config)
 
 
 def _tiny_arch(arch: str | None) -> tuple[str, str, str]:
@@ -110,12 +126,7 @@ def load_model(cfg: ModelConfig):
 
     device = resolve_device(cfg.device)
     if cfg.source == "tiny":
-        name = cfg.tokenizer or _tiny_arch(cfg.arch)[2]
-        if name not in BUNDLED:
-            raise ConfigError(
-                f"model.tokenizer={name!r}: tiny models use a bundled tokenizer ({', '.join(BUNDLED)})"
-            )
-        tok = load_bundled_tokenizer(name)
+        tok = load_bundled_tokenizer(tiny_tokenizer_name(cfg))
         model = _tiny_model(cfg, len(tok))
         model = model.to(device=device, dtype=torch.float32 if cfg.dtype == "auto" else _dtype(cfg.dtype))
     elif cfg.source == "gguf":

@@ -53,6 +53,11 @@ class RunConfig:
     plots: bool = True
     on_nonfinite: str = "stop"
     keep_at: list[int] = field(default_factory=list)
+    # Print the memory and disk this configuration needs, and whether it fits, then exit without
+    # loading weights (sphere/run/plan.py); a real run checks the same plan at start-up unless
+    # plan_check is false.
+    plan: bool = False
+    plan_check: bool = True
 
     def __post_init__(self) -> None:
         if any(n < 1 for n in self.keep_at):

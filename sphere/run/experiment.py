@@ -19,7 +19,11 @@ log = logging.getLogger(__name__)
 
 
 def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
-    """Validate, load, edit, evaluate; returns the summary (also written to ``out_dir``)."""
+    """Validate, load, edit, evaluate; returns the summary (also written to ``out_dir``).
+
+    With ``run.plan`` only the memory and disk plan is printed (nothing is loaded or written); a
+    real run checks the same plan before loading the model (``run.plan_check``).
+    """
     import torch
 
     from sphere.data import check_tokenizable
@@ -31,11 +35,15 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     from sphere.run.tracking import Tracker
 
     s: Settings = validate(cfg)
+    if s.run.plan:
+        return _print_plan(s)
     if s.run.resume and (out_dir / "summary.json").exists():  # written last: the run is complete
         summary = json.loads((out_dir / "summary.json").read_text())
         print(f"\n{format_summary(summary)}\nrun directory: {out_dir} (finished earlier; not re-run)")
         return summary
     records = _records(s)
+    if s.run.plan_check:
+        _check_plan(s, len(records))
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     torch.manual_seed(s.run.seed)
@@ -74,6 +82,39 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         plot_run(out_dir)
     print("\n" + text + f"\nrun directory: {out_dir}")
     return summary
+
+
+def _print_plan(s: Settings) -> dict[str, Any]:
+    """``run.plan=true``: the plan, printed; nothing is loaded or written."""
+    from sphere.run.plan import make_plan
+
+    plan = make_plan(s)
+    print(plan.table())
+    return {"plan": plan.to_dict()}
+
+
+def _check_plan(s: Settings, n_edits: int) -> None:
+    """Before loading the model: stop a run that clearly cannot fit (raises DoesNotFitError).
+
+    A plan that cannot be made (the model's config is unreadable) is only a warning: loading the
+    model reports that problem with its own message.
+    """
+    from sphere.run.plan import PlanUnavailable, check_fits, make_plan
+
+    try:
+        plan = make_plan(s, n_edits=n_edits)  # settings the model refutes raise ConfigError here
+    except PlanUnavailable as e:
+        log.warning("no memory plan: %s", e)
+        return
+    check_fits(plan)
+    place = "host" if plan.on_cpu else "device"
+    log.info(
+        "plan: peak %s memory %.1f GiB, host %.1f GiB, disk %.1f GiB (run.plan=true prints the table)",
+        "cpu" if plan.on_cpu else plan.device,
+        plan.peak(place)[0] / 2**30,
+        plan.peak_host / 2**30,
+        plan.disk / 2**30,
+    )
 
 
 def _hydra_sweep() -> dict[str, Any] | None:

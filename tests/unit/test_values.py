@@ -122,3 +122,25 @@ def test_gpt2_keeps_the_full_forward():
     opts = ValueOptions(v_num_grad_steps=3, v_lr=0.5, v_weight_decay=0.01, clamp_norm_factor=4, kl_factor=0.0)
     z, h0 = compute_target_values(model, tok, spec, REQUESTS[:1], spec.block_name(1), TEMPLATES, opts)
     assert torch.isfinite(z).all()
+
+
+def test_z_in_chunks_of_rows_equals_all_at_once(tiny_llama):
+    """v_max_rows splits a batch's requests into forward/backward chunks; the gradients add up to the
+    whole batch's, so z (and the early stopping) is the same."""
+    from dataclasses import replace
+
+    model, tok = tiny_llama
+    spec = spec_for(model)
+    opts = ValueOptions(
+        v_num_grad_steps=6, v_lr=0.5, v_weight_decay=0.01, clamp_norm_factor=4, kl_factor=0.0625
+    )
+    block = spec.block_name(2)
+    z_all, h0_all = compute_target_values(model, tok, spec, REQUESTS, block, TEMPLATES, opts)
+    rows_per_request = len(TEMPLATES) + 1
+    for max_rows in (1, rows_per_request, 2 * rows_per_request):  # < one request: one request per chunk
+        z, h0 = compute_target_values(
+            model, tok, spec, REQUESTS, block, TEMPLATES, replace(opts, max_rows=max_rows)
+        )
+        torch.testing.assert_close(h0, h0_all)
+        # float differences only (other batch widths), the tolerance of the batched-vs-one-by-one test
+        torch.testing.assert_close(z, z_all, rtol=1e-3, atol=1e-4)
