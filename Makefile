@@ -58,9 +58,8 @@ format: setup ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix sphere editors scripts tests
 	$(BIN)/ruff format sphere editors scripts tests
 
-bench: setup ## ratios against the reference-style paths: SPHERE gram vs c×c eigh, batched vs per-request z
-	$(BIN)/python scripts/bench_sphere.py
-	HF_HUB_OFFLINE=1 $(BIN)/python scripts/bench_values.py model=tiny-llama n=8
+bench: setup ## every stage against its reference-style path (sphere-bench; outputs/bench/bench.{json,md})
+	HF_HUB_OFFLINE=1 $(BIN)/python -m sphere.cli.bench $(ARGS)
 
 clean: ## remove the virtualenv, caches and run outputs
 	rm -rf $(VENV) .cache outputs multirun .pytest_cache .ruff_cache
