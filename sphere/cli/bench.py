@@ -99,6 +99,18 @@ def main(argv: list[str] | None = None) -> int:
             f"ratio {ratio}; {r.agreement}",
             flush=True,
         )
+        write(complete=False)  # after every stage: a stopped benchmark keeps what it measured
+
+    def write(complete: bool) -> None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "environment": env,
+            "args": {k: str(v) for k, v in vars(args).items()},
+            "complete": complete,
+            "results": json.loads(st.dump(results)),
+        }
+        atomic_write_text(args.out / "bench.json", json.dumps(payload, indent=1))
+        atomic_write_text(args.out / "bench.md", markdown(env, results, args))
 
     if "sphere" in args.stages:
         for model in st.SHAPES:
@@ -125,14 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             for sphere in args.run_sphere:
                 done(st.run_stage(overrides, editor, sphere == "on", args.run_edits, args.run_batch))
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "environment": env,
-        "args": {k: str(v) for k, v in vars(args).items()},
-        "results": json.loads(st.dump(results)),
-    }
-    atomic_write_text(args.out / "bench.json", json.dumps(payload, indent=1))
-    atomic_write_text(args.out / "bench.md", markdown(env, results, args))
+    write(complete=True)
     print(f"wrote {args.out / 'bench.json'} and {args.out / 'bench.md'}")
     return 0
 

@@ -70,7 +70,7 @@ def test_every_stage_on_a_tiny_model_writes_json_and_markdown(tmp_path, capsys):
     ]  # fmt: skip
     assert main(args) == 0
     payload = json.loads((tmp_path / "bench" / "bench.json").read_text())
-    assert payload["environment"]["torch_threads"] >= 1
+    assert payload["environment"]["torch_threads"] >= 1 and payload["complete"]
     stages = {r["stage"]: r for r in payload["results"]}
     # 2 SPHERE shapes, null space, 2 solves, HE, statistics, z, evaluation, an AlphaEdit + SPHERE run
     assert len(stages) == 10
