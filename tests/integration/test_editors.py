@@ -195,6 +195,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, config_tiny_llama, edit
         "sphere=on",
         "dataset.limit=8",
         "dataset.batch_size=4",
+        "run.checkpoint_every=1",  # a checkpoint after the first batch, the one the kill leaves
     )
     (tmp_path / "full").mkdir()
     full, _ = edit_run(tmp_path / "full", config_tiny_llama, *overrides)
