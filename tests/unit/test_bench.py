@@ -56,6 +56,7 @@ def test_reference_mode_restores_every_patched_function():
     assert after == before
 
 
+@pytest.mark.slow  # ~1.5 min: two whole runs in each mode; the agreement tests above are the fast tier
 def test_every_stage_on_a_tiny_model_writes_json_and_markdown(tmp_path, capsys):
     from sphere.cli.bench import main
 
@@ -85,3 +86,21 @@ def test_every_stage_on_a_tiny_model_writes_json_and_markdown(tmp_path, capsys):
     assert evals["agreement"] == "identical per-record success"
     md = (tmp_path / "bench" / "bench.md").read_text()
     assert md.count("\n| ") == len(payload["results"]) + 1  # header + one row per stage
+
+
+def test_linear_algebra_and_evaluation_stages_write_json_and_markdown(tmp_path):
+    from sphere.cli.bench import main
+
+    args = [
+        "model=tiny-llama",
+        "--stages", "sphere", "nullspace", "he", "eval",
+        "--scale", "0.02", "--he-scale", "0.02", "--repeats", "1", "--ref-repeats", "1", "--records", "2",
+        "-o", str(tmp_path / "bench"),
+    ]  # fmt: skip
+    assert main(args) == 0
+    payload = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    assert payload["complete"] and len(payload["results"]) == 5
+    assert all(r["ratio"] > 0 for r in payload["results"])
+    assert payload["results"][-1]["agreement"] == "identical per-record success"
+    md = (tmp_path / "bench" / "bench.md").read_text()
+    assert "| SPHERE directions + projection (llama3-8b down_proj) |" in md

@@ -72,8 +72,7 @@ def test_z_lowers_target_nll(tiny_llama):
     assert nll(z[0]) < nll(h0[0]) - 0.1
 
 
-@pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma3"])
-@pytest.mark.parametrize("where", ["block", "mlp"])
+@pytest.mark.parametrize(("arch", "where"), [("llama", "block"), ("qwen2", "mlp"), ("gemma3", "block")])
 def test_starting_at_the_edited_block_equals_the_full_forward(arch, where):
     """Reusing the lower blocks' output (computed once) gives the z of full forwards at every step,
     for δ on a block's output (MEMIT) and on an MLP's output (ROME), on each decoder family."""
