@@ -478,17 +478,25 @@ def _read_pair(path: Path, layer: str | None) -> tuple[str, np.ndarray, np.ndarr
     whole-file checksum of ``load_checkpoint`` is not verified here; an unreadable file raises."""
     from safetensors import safe_open
 
-    with safe_open(str(path / "checkpoint" / "checkpoint.safetensors"), framework="pt") as f:
+    from sphere.run.checkpoint import FILENAME, W0_FILENAME
+
+    ckpt = path / "checkpoint"
+    with safe_open(str(ckpt / FILENAME), framework="pt") as f:
         keys = set(f.keys())
         layers = sorted((k.split("/", 1)[1] for k in keys if k.startswith("weight/")), key=_layer_key)
         if not layers:
             raise ValueError("holds no edited weights")
         if layer is None:
             layer = layers[len(layers) // 2]
-        if f"weight/{layer}" not in keys or f"w0/{layer}" not in keys:
+        if f"weight/{layer}" not in keys:
             raise KeyError(f"has no layer {layer} (edited layers: {', '.join(layers)})")
         w = f.get_tensor(f"weight/{layer}").double().numpy()
-        w0 = f.get_tensor(f"w0/{layer}").double().numpy()
+        if f"w0/{layer}" in keys:  # checkpoints written before W₀ had its own file
+            return layer, w, f.get_tensor(f"w0/{layer}").double().numpy()
+    with safe_open(str(ckpt / W0_FILENAME), framework="pt") as f:
+        if layer not in set(f.keys()):
+            raise KeyError(f"has no W₀ of layer {layer} in {W0_FILENAME}")
+        w0 = f.get_tensor(layer).double().numpy()
     return layer, w, w0
 
 
