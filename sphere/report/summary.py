@@ -35,7 +35,9 @@ def build_summary(
         "time": {
             **timings,
             # What users compare across editors and machines; the whole batch counts, z included.
-            "edit_s_per_edit": timings.get("edit_s", 0.0) / header["n_edits"] if header.get("n_edits") else None,
+            "edit_s_per_edit": timings.get("edit_s", 0.0) / header["n_edits"]
+            if header.get("n_edits")
+            else None,
         },
     }
 
