@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from sphere.data.download import sha256_file
 from sphere.errors import ConfigError
 from sphere.io import CorruptFileError, atomic_write, atomic_write_text
 
@@ -80,14 +81,6 @@ def locate_parts(parts: Sequence[str], stem: str) -> list[Path]:
     return found
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + SIDECAR)
 
@@ -114,7 +107,7 @@ def _check_present(dest: Path, sha256: str, size: int) -> None:
     if sidecar.is_file() and sidecar.read_text().strip().lower() == sha256:
         return
     log.info("verifying %s (sha256, once)", dest)
-    digest = _sha256_file(dest)
+    digest = sha256_file(dest)
     if digest != sha256:
         raise CorruptFileError(f"{dest}: sha256 {digest} does not match the expected {sha256}; {fix}")
     _write_sidecar(dest, digest)

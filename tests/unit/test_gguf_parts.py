@@ -126,7 +126,7 @@ def test_a_second_call_finds_the_file_without_reassembling_or_hashing(site, tmp_
         raise AssertionError("must not run on a verified file")
 
     monkeypatch.setattr(gguf_parts, "locate_parts", forbidden)
-    monkeypatch.setattr(gguf_parts, "_sha256_file", forbidden)
+    monkeypatch.setattr(gguf_parts, "sha256_file", forbidden)
     assert assemble_gguf(dest, PARTS, sha256=SHA.upper(), size=len(WHOLE), progress=False) == dest
     after = dest.stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
@@ -137,7 +137,7 @@ def test_a_file_put_there_by_hand_is_hashed_once_then_trusted(tmp_path, monkeypa
     dest.write_bytes(WHOLE)  # no part package installed: the file alone is enough
     assert assemble_gguf(dest, PARTS, sha256=SHA, size=len(WHOLE), progress=False) == dest
     assert (tmp_path / f"{NAME}.sha256").read_text().strip() == SHA
-    monkeypatch.setattr(gguf_parts, "_sha256_file", lambda _p: pytest.fail("hashed twice"))
+    monkeypatch.setattr(gguf_parts, "sha256_file", lambda _p: pytest.fail("hashed twice"))
     assemble_gguf(dest, PARTS, sha256=SHA, size=len(WHOLE), progress=False)
 
 
