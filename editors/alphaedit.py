@@ -4,7 +4,8 @@ space of the preserved keys' covariance, so ΔW k₀ ≈ 0 for the knowledge to 
 Algorithm:
   setup, on the unedited model: P_l = Û Ûᵀ over the eigenvectors of C_l with eigenvalue below
     ``nullspace_threshold`` (a symmetric ``eigh``, on the GPU when there is one, instead of the
-    reference's CPU SVD), cached on disk by the run;
+    reference's CPU SVD), cached on disk by the run; ``nullspace_rule=trace`` instead keeps the
+    directions that hold a fraction of tr(C), a rule that does not depend on the model's key scale;
   per batch: z, then for each layer (ascending, ``spread_residual``) with K the keys and R the
     residual share: ΔW = Xᵀ, (P(KᵀK + C_past) + L2·I) X = P Kᵀ R. SPHERE's default point here is
     ``layer`` (inside the loop: later layers and the key cache see the projected update);
@@ -13,6 +14,7 @@ Algorithm:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -23,10 +25,12 @@ import torch
 from editors.core.context import EditContext
 from editors.core.hparams import knob
 from editors.core.protocol import Placement
-from editors.core.solvers import alphaedit_delta, nullspace_projector
+from editors.core.solvers import NULLSPACE_RULES, alphaedit_delta, nullspace_projector
 from editors.core.spread import SPREAD_POINTS, SpreadEditor
 from editors.memit import MEMITHParams
 from editors.registry import register_editor
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -34,7 +38,12 @@ class AlphaEditHParams(MEMITHParams):
     """MEMIT's value knobs plus the null-space threshold and the ridge term L2."""
 
     nullspace_threshold: float = knob(
-        2e-2, "eigenvalues of C below this span the null space (reference: 0.02)"
+        2e-2,
+        "absolute rule: eigenvalues of C below this span the null space (reference: 0.02); trace rule: the "
+        "null space holds at most this fraction of tr(C)",
+    )
+    nullspace_rule: str = knob(
+        "absolute", "absolute (the reference's eigenvalue cut) or trace (a fraction of the key energy)"
     )
     L2: float = knob(10.0, "ridge term of the projected system; keeps it invertible (reference: 10)")
 
@@ -42,6 +51,15 @@ class AlphaEditHParams(MEMITHParams):
         super().__post_init__()
         if self.nullspace_threshold <= 0:
             raise ValueError(f"nullspace_threshold={self.nullspace_threshold} must be > 0")
+        if self.nullspace_rule not in NULLSPACE_RULES:
+            raise ValueError(
+                f"nullspace_rule={self.nullspace_rule!r} must be one of {', '.join(NULLSPACE_RULES)}"
+            )
+        if self.nullspace_rule == "trace" and self.nullspace_threshold >= 1:
+            raise ValueError(
+                f"nullspace_threshold={self.nullspace_threshold} is a fraction of tr(C) under nullspace_rule=trace; "
+                "use a value in (0, 1), e.g. 0.01"
+            )
         if self.L2 <= 0:
             raise ValueError(f"L2={self.L2} must be > 0 (it keeps the projected system invertible)")
 
@@ -51,8 +69,8 @@ class NullSpaceSolve:
 
     wants_edited_keys = True
 
-    def __init__(self, threshold: float, l2: float) -> None:
-        self.threshold, self.l2 = threshold, l2
+    def __init__(self, threshold: float, l2: float, rule: str = "absolute") -> None:
+        self.threshold, self.l2, self.rule = threshold, l2, rule
         self.projectors: dict[int, torch.Tensor] = {}
         self.past: dict[int, torch.Tensor] = {}  # Σ k kᵀ of all edited keys, per layer (d_ff × d_ff)
 
@@ -63,8 +81,18 @@ class NullSpaceSolve:
         cov = ctx.stats(layers)
         for layer in missing:
             c = cov[layer]
-            key = f"alphaedit_P.{ctx.spec.weight_module_name(layer)}.thr{self.threshold:g}"
-            self.projectors[layer] = ctx.cached(key, partial(nullspace_projector, c, self.threshold))
+            rule = "" if self.rule == "absolute" else f".{self.rule}"  # absolute keeps its old cache name
+            key = f"alphaedit_P.{ctx.spec.weight_module_name(layer)}.thr{self.threshold:g}{rule}"
+            P = ctx.cached(key, partial(nullspace_projector, c, self.threshold, self.rule))
+            self.projectors[layer] = P
+            log.info(
+                "AlphaEdit layer %d: null space %d of %d key directions (nullspace_rule=%s, threshold %g)",
+                layer,
+                round(float(P.diagonal().sum())),
+                P.shape[0],
+                self.rule,
+                self.threshold,
+            )
             self.past.setdefault(layer, torch.zeros_like(c))
 
     def __call__(self, layer: int, keys: torch.Tensor, resid: torch.Tensor) -> torch.Tensor:
@@ -87,4 +115,4 @@ ALPHAEDIT_PLACEMENT = Placement(points=SPREAD_POINTS, default_point="layer", def
 @register_editor("alphaedit", hparams=AlphaEditHParams, placement=ALPHAEDIT_PLACEMENT)
 def alphaedit(hp: AlphaEditHParams, ctx: EditContext) -> SpreadEditor:
     """Null-space constrained editing with a cache of past keys (Fang et al., 2025)."""
-    return SpreadEditor(hp, ctx, NullSpaceSolve(hp.nullspace_threshold, hp.L2))
+    return SpreadEditor(hp, ctx, NullSpaceSolve(hp.nullspace_threshold, hp.L2, hp.nullspace_rule))

@@ -45,15 +45,39 @@ def memit_delta(
         return (r.T @ x.T).float()
 
 
-def nullspace_projector(C: torch.Tensor, threshold: float) -> torch.Tensor:
-    """P = Û Ûᵀ over the eigenvectors of C with eigenvalue < threshold (AlphaEdit, spec §2.5).
+NULLSPACE_RULES = ("absolute", "trace")
+
+
+def nullspace_mask(evals: torch.Tensor, threshold: float, rule: str = "absolute") -> torch.Tensor:
+    """Which eigen-directions of C (eigenvalues ``evals``, ascending as ``eigh`` gives them) are "null".
+
+    ``absolute`` (the reference): eigenvalue < ``threshold``. Its meaning depends on the scale of the
+    model's keys: 0.02 suits LLaMA3-8B, but keeps 60–80 % of SmolLM2-135M's key directions.
+    ``trace``: the smallest eigen-directions that together hold at most ``threshold`` of tr(C). Since
+    tr(PC) = E‖Pk‖², preserved keys then keep at most that fraction of their energy inside the edit
+    subspace, whatever the model's scale.
+    """
+    mags = evals.abs()
+    if rule == "absolute":
+        return mags < threshold
+    if rule == "trace":
+        order = torch.argsort(mags)
+        share = torch.cumsum(mags[order], 0) / mags.sum().clamp_min(torch.finfo(mags.dtype).tiny)
+        mask = torch.zeros_like(mags, dtype=torch.bool)
+        mask[order[share <= threshold]] = True
+        return mask
+    raise ValueError(f"nullspace_rule={rule!r} is not one of {NULLSPACE_RULES}")
+
+
+def nullspace_projector(C: torch.Tensor, threshold: float, rule: str = "absolute") -> torch.Tensor:
+    """P = Û Ûᵀ over the eigenvectors of C selected by ``nullspace_mask`` (AlphaEdit, spec §2.5).
 
     C is symmetric PSD, so its singular values are its eigenvalues and a symmetric ``eigh`` (on the
     GPU if C is there) replaces the reference's CPU SVD.
     """
     with full_precision():
         evals, evecs = torch.linalg.eigh(C.float())
-        u = evecs[:, evals.abs() < threshold]
+        u = evecs[:, nullspace_mask(evals, threshold, rule)]
         return u @ u.T
 
 

@@ -37,6 +37,7 @@ DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 # Files committed with the repo (written by scripts/make_samples.py; provenance in data/SAMPLES.md).
 SAMPLES: dict[str, Path] = {
     "counterfact-sample": DATA_DIR / "counterfact_sample.json.gz",
+    "counterfact-tune": DATA_DIR / "counterfact_tune.json.gz",  # EasyEdit train split: tuning only
     "zsre-sample": DATA_DIR / "zsre_sample.json.gz",
     "wiki-sample": DATA_DIR / "corpus" / "wiki_sample.jsonl.gz",
 }

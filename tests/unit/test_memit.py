@@ -105,3 +105,33 @@ def test_covariance_cache_reuses_disk_and_loads_reference_npz(tiny_llama, tmp_pa
         model, tok, spec, [1], opts, "tiny", texts, digest
     )
     torch.testing.assert_close(loaded[1], torch.eye(128) * 2.0)
+
+
+def test_nullspace_trace_rule_bounds_the_preserved_key_energy():
+    """trace rule: the smallest eigen-directions holding ≤ f of tr(C), so tr(PC) ≤ f·tr(C); absolute:
+    the reference's eigenvalue cut."""
+    from editors.core.solvers import nullspace_mask, nullspace_projector
+
+    evals = torch.tensor([1.0, 2.0, 3.0, 94.0])
+    assert nullspace_mask(evals, 0.03, "trace").tolist() == [True, True, False, False]
+    assert nullspace_mask(evals, 2.5, "absolute").tolist() == [True, True, False, False]
+    C = random_psd(40, seed=3, dtype=torch.float32)
+    for f in (0.01, 0.1, 0.5):
+        P = nullspace_projector(C, f, "trace").double()
+        share = float(torch.trace(P @ C.double()) / torch.trace(C.double()))
+        assert 0 < share <= f + 1e-6
+        assert torch.allclose(P @ P, P, atol=1e-5)  # an orthogonal projector
+    # A larger fraction never shrinks the null space.
+    dims = [int(torch.trace(nullspace_projector(C, f, "trace")).round()) for f in (0.01, 0.1, 0.5)]
+    assert dims == sorted(dims) and dims[0] < dims[-1]
+
+
+def test_nullspace_rule_is_checked():
+    import pytest
+
+    from editors.alphaedit import AlphaEditHParams
+
+    with pytest.raises(ValueError, match="nullspace_rule"):
+        AlphaEditHParams(nullspace_rule="relative")
+    with pytest.raises(ValueError, match="fraction of tr"):
+        AlphaEditHParams(nullspace_rule="trace", nullspace_threshold=2.0)
