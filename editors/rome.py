@@ -119,7 +119,8 @@ class ROME:
         w_k_star = read_at_subject(model, tok, items, [name], inputs=False, fact_token=self.hp.fact_token)[
             name
         ][0]
-        return rank_one_delta(u, k_star, w_k_star, z[0])
+        at = k_bar.device  # the weight's (``compute_keys``); z comes from the LM head's device
+        return rank_one_delta(u, k_star.to(at), w_k_star.to(at), z[0].to(at))
 
     def state_dict(self) -> dict:
         return {"templates": self.templates.to_list() if self.templates else None}

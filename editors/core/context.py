@@ -18,6 +18,7 @@ from editors.core.weights import (
     UpdateTransform,
     accumulated_view,
     apply_transforms,
+    check_editable,
     check_finite,
 )
 
@@ -65,7 +66,11 @@ class EditContext:
         return generate_context_templates(self.model, self.tok, length_params, seed=self.seed, flat=flat)
 
     def remember_pretrained(self, layers: Sequence[int]) -> None:
-        """Snapshot W₀ of ``layers`` (once per layer; later calls keep the first snapshot)."""
+        """Snapshot W₀ of ``layers`` (once per layer; later calls keep the first snapshot).
+
+        The first read of the edited layers, so it refuses layers offloaded by a device map.
+        """
+        check_editable(self.model, self.spec, layers)
         for layer in layers:
             if layer not in self.w0:
                 self.w0[layer] = self.weights.read(layer).cpu()

@@ -18,9 +18,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from editors.core.faults import kill_point
-from editors.core.model_spec import ModelSpec, model_device
+from editors.core.model_spec import ModelSpec, input_device, offloaded_value
 from editors.core.nethook import capture, run_until_stop
-from editors.core.weights import weight_param
+from editors.core.weights import weight_device, weight_param
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +40,13 @@ class StatsOptions:
 def weights_digest(model: nn.Module, spec: ModelSpec, layers: Sequence[int]) -> str:
     """A cheap fingerprint of the weights C depends on (strided samples of a few matrices)."""
     h = hashlib.sha256()
-    embeddings = cast(Any, model).get_input_embeddings()
-    tensors = [cast(torch.Tensor, embeddings.weight)] + [weight_param(model, spec, layer) for layer in layers]
-    for t in tensors:
+    modules: list[Any] = [cast(Any, model).get_input_embeddings()]
+    modules += [model.get_submodule(spec.weight_module_name(layer)) for layer in layers]
+    for module in modules:
+        # A layer a device map offloaded (to the CPU or disk) is read from where accelerate keeps it.
+        t = offloaded_value(module, "weight") if module.weight.device.type == "meta" else module.weight
+        if t is None:
+            raise ValueError(f"{type(module).__name__} weight is on the meta device and not offloaded")
         flat = t.detach().reshape(-1)
         h.update(flat[:: max(1, flat.numel() // 4096)][:4096].float().cpu().numpy().tobytes())
     return h.hexdigest()[:16]
@@ -70,7 +74,7 @@ def collect_second_moments(
     rank, world = shard
     if not 0 <= rank < world:
         raise ValueError(f"shard={shard} must be (rank, world) with 0 <= rank < world")
-    device = model_device(model)
+    device = input_device(model)  # the texts'; each layer's sums live with its captured inputs
     dtype = getattr(torch, opts.dtype)
     names = {layer: spec.weight_module_name(layer) for layer in layers}
     deepest = names[max(layers)]
@@ -99,7 +103,8 @@ def collect_second_moments(
             run_until_stop(model, input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
         mask = enc["attention_mask"].bool()
         for layer, name in names.items():
-            a = store[name][mask].to(dtype)  # (tokens, d_ff), padding dropped
+            x = store[name]
+            a = x[mask.to(x.device)].to(dtype)  # (tokens, d_ff), padding dropped
             s = a.T @ a
             sums[layer] = s if layer not in sums else sums[layer] + s
         count += int(mask.sum())
@@ -128,7 +133,7 @@ def collect_second_moments(
         if layer not in sums:
             w = weight_param(model, spec, layer)
             d = w.shape[0] if spec.conv1d else w.shape[1]
-            sums[layer] = torch.zeros(d, d, dtype=dtype, device=device)
+            sums[layer] = torch.zeros(d, d, dtype=dtype, device=weight_device(model, spec, layer))
     if seen < opts.n_samples and rank == 0:
         log.warning(
             "stats corpus %s has only %d texts (stats.n_samples=%d)", opts.corpus, seen, opts.n_samples

@@ -7,11 +7,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from editors.core.model_spec import ModelSpec, model_device
+from editors.core.model_spec import ModelSpec, input_device
 from editors.core.nethook import capture, run_until_stop
 from editors.core.requests import EditRequest
 from editors.core.templates import ContextTemplates
 from editors.core.tokens import Tokenizer, encode, gather_rows, lookup_index
+from editors.core.weights import weight_device
 
 
 def fill(template: str, value: str) -> str:
@@ -32,9 +33,10 @@ def read_at_subject(
 ) -> dict[str, torch.Tensor]:
     """Representations of ``modules`` at the fact token of each (text template, subject) item.
 
-    Returns {module name: (len(items), d) float32}. The forward stops after the deepest module.
+    Returns {module name: (len(items), d) float32}, each on the device the module's input or
+    output is on. The forward stops after the deepest module.
     """
-    device = model_device(model)
+    device = input_device(model)
     order = {n: i for i, (n, _) in enumerate(model.named_modules())}
     deepest = max(modules, key=lambda n: order[n])
     out: dict[str, list[torch.Tensor]] = {m: [] for m in modules}
@@ -60,7 +62,10 @@ def compute_keys(
     fact_token: str = "subject_last",
     batch_size: int = 64,
 ) -> dict[int, torch.Tensor]:
-    """Keys k (n × d_ff) per layer: mean over each template group, then over groups (MEMIT §1.5)."""
+    """Keys k (n × d_ff) per layer: mean over each template group, then over groups (MEMIT §1.5).
+
+    Each layer's keys are on the device of its edited matrix (they meet it in the solve).
+    """
     items = [(fill(t, r.prompt), r.subject) for r in requests for g in templates.groups for t in g]
     names = [spec.weight_module_name(layer) for layer in layers]
     reps = read_at_subject(
@@ -71,7 +76,7 @@ def compute_keys(
     for layer, name in zip(layers, names):
         per_req = reps[name].view(len(requests), sum(sizes), -1)
         groups = torch.split(per_req, sizes, dim=1)
-        keys[layer] = torch.stack([g.mean(1) for g in groups]).mean(0)
+        keys[layer] = torch.stack([g.mean(1) for g in groups]).mean(0).to(weight_device(model, spec, layer))
     return keys
 
 

@@ -7,6 +7,7 @@ substrings (the reference keys LLaMA handling on ``"llama" in _name_or_path``).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,5 +130,57 @@ def hidden_size(model: nn.Module) -> int:
     return int(getattr(cfg, "hidden_size", None) or cfg.n_embd)
 
 
-def model_device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
+# Placement. A model may be spread over several devices by accelerate (``model.device_map``): each
+# module then computes on its own device, and hooks move a module's inputs there. Edit math follows
+# the same rule: a tensor that meets a layer's weight lives on that weight's device, inputs go to
+# the embedding's device, and logits come back on the LM head's device. A model on one device
+# answers the same device everywhere.
+
+
+def module_device(module: nn.Module) -> torch.device:
+    """Where ``module`` computes: the execution device of its accelerate hook when a device map
+    placed it (also right for offloaded or tied weights, whose stored tensor is elsewhere), else the
+    device of its first parameter (or buffer)."""
+    hook = getattr(module, "_hf_hook", None)
+    for h in getattr(hook, "hooks", None) or [hook]:  # a SequentialHook holds several
+        dev = getattr(h, "execution_device", None)
+        if dev is not None:
+            return torch.device(dev)  # accelerate allows an int (a CUDA index)
+    first = next(itertools.chain(module.parameters(), module.buffers()), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
+def input_device(model: nn.Module) -> torch.device:
+    """Where input ids go: the device of the token embedding (the first module of a forward)."""
+    embedding = _embedding(model, "get_input_embeddings")
+    return module_device(embedding if embedding is not None else model)
+
+
+def output_device(model: nn.Module) -> torch.device:
+    """Where logits come out: the device of the LM head (the last module of a forward)."""
+    head = _embedding(model, "get_output_embeddings")
+    return module_device(head) if head is not None else input_device(model)
+
+
+def _embedding(model: nn.Module, getter: str) -> nn.Module | None:
+    try:
+        return getattr(model, getter)()
+    except (AttributeError, NotImplementedError):  # not a Hugging Face model, or one without it
+        return None
+
+
+def model_devices(model: nn.Module) -> list[torch.device]:
+    """Every device that holds part of the model (one for a model that is not sharded)."""
+    found = {p.device for p in model.parameters() if p.device.type != "meta"}
+    return sorted(found, key=str) or [input_device(model)]
+
+
+def offloaded_value(module: nn.Module, name: str) -> torch.Tensor | None:
+    """The stored value of ``module.<name>`` when accelerate offloaded it (the parameter is on the
+    meta device, the value in the hook's ``weights_map``, on the CPU or on disk); None otherwise."""
+    hook = getattr(module, "_hf_hook", None)
+    for h in getattr(hook, "hooks", None) or [hook]:
+        weights = getattr(h, "weights_map", None)
+        if weights is not None and name in weights:
+            return weights[name]
+    return None

@@ -72,16 +72,22 @@ def start_at_block(model: nn.Module, blocks: Sequence[str]) -> Iterator[None]:
     With ``body(inputs_embeds=h_L)``, where h_L is the cached hidden state entering block L and
     ``blocks`` are blocks 0..L−1, the forward computes only blocks L and above, with the same masks and
     positions as the full forward (the decoder still builds them from the input's shape). Only for
-    architectures whose ``ModelSpec.embeds_enter_blocks`` is True.
+    architectures whose ``ModelSpec.embeds_enter_blocks`` is True. On a model sharded by a device
+    map the skipped blocks pass ``h`` on untouched and block L's hook moves it to its device.
     """
     mods = [get_module(model, n) for n in blocks]
+    # accelerate's device-map hooks live in an instance ``forward`` too: put back what was there.
+    saved = [m.__dict__.get("forward") for m in mods]
     for m in mods:
         m.forward = _identity  # an instance attribute shadows the class's forward
     try:
         yield
     finally:
-        for m in mods:
-            del m.forward
+        for m, fwd in zip(mods, saved):
+            if fwd is None:
+                del m.forward
+            else:
+                m.forward = fwd
 
 
 def _identity(hidden_states: torch.Tensor, *args, **kwargs) -> torch.Tensor:

@@ -66,7 +66,10 @@ def spread_residual(
     solve: LayerSolve,
     transforms: Sequence[UpdateTransform],
 ) -> dict[int, torch.Tensor]:
-    """This batch's ΔW per layer, ``layer`` transforms applied; the model is left as it was on entry."""
+    """This batch's ΔW per layer, ``layer`` transforms applied; the model is left as it was on entry.
+
+    Each layer's ΔW is on the device of its weight (keys, residual share and solve are moved there).
+    """
     model, tok, spec, fb = ctx.model, ctx.tok, ctx.spec, ctx.forward_batch_size
     z_block = spec.block_name(layers[-1])
     z, _ = compute_target_values(model, tok, spec, requests, z_block, templates.flat, values)
@@ -79,7 +82,8 @@ def spread_residual(
                 model, tok, spec, requests, [layer], templates, fact_token=values.fact_token, batch_size=fb
             )[layer]
             h = subject_outputs(model, tok, z_block, requests, fact_token=values.fact_token, batch_size=fb)
-            delta = solve(layer, keys, (z - h) / (len(layers) - i))
+            at = keys.device  # the layer's weight device (``compute_keys``): the solve runs there
+            delta = solve(layer, keys, (z.to(at) - h.to(at)) / (len(layers) - i))
             delta = apply_transforms(
                 transforms, "layer", spec.weight_name(layer), layer, originals[layer], delta
             )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from editors.core.model_spec import model_device
+from editors.core.model_spec import input_device, model_devices
 from editors.core.tokens import Tokenizer
 
 STARTERS = ("The", "Therefore", "Because", "I", "You")
@@ -58,9 +58,11 @@ def generate_context_templates(
     ``max_length`` counts all tokens, prompt (and BOS) included, like the reference's generate_fast.
     ``flat=False`` gives MEMIT's [["{}"], generated]; ``flat=True`` gives ROME's [["{}", *generated]].
     """
-    device = model_device(model)
+    device = input_device(model)
     generated: list[str] = []
-    devices = [device] if device.type == "cuda" else []
+    # Sampling draws on the device of the logits (the last one of a sharded model); every CUDA
+    # device the model is on gets its generator state back afterwards.
+    devices = [d for d in model_devices(model) if d.type == "cuda"]
     with torch.random.fork_rng(devices=devices), torch.no_grad():
         torch.manual_seed(seed)
         for length, n in length_params:

@@ -14,6 +14,10 @@ The blocks below the one where δ is added do not depend on δ: their output is 
 first pass, and every optimisation step runs only the blocks from there up (``reuse_lower_layers``;
 the reference runs the whole model at each of its 25 steps per request). Logits are computed only at
 the positions a loss reads.
+
+On a model sharded by a device map, the prompts are on the embedding's device, and δ, the losses
+and their bookkeeping on the LM head's (where the logits are); δ moves to the hidden state it is
+added to, and states read from other blocks move to the LM head's device.
 """
 
 from __future__ import annotations
@@ -27,7 +31,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from editors.core.keys import fill
-from editors.core.model_spec import ModelSpec, block_index, get_module, hidden_size, model_device, num_layers
+from editors.core.model_spec import (
+    ModelSpec,
+    block_index,
+    get_module,
+    hidden_size,
+    input_device,
+    num_layers,
+    output_device,
+)
 from editors.core.nethook import capture, edit_output, start_at_block
 from editors.core.requests import EditRequest
 from editors.core.tokens import Tokenizer, encode, lookup_index, target_ids
@@ -87,7 +99,8 @@ class _Rows:
     slot_weight: torch.Tensor
 
 
-def _build_rows(tok: Tokenizer, requests, templates, targets, fact_token, device) -> _Rows:
+def _build_rows(tok: Tokenizer, requests, templates, targets, fact_token, device, in_dev) -> _Rows:
+    """Prompts on ``in_dev`` (the embedding's device), the row bookkeeping on ``device``."""
     texts, lookup, owner = [], [], []
     for i, (r, tgt) in enumerate(zip(requests, targets)):
         prefix = tok.decode(tgt[:-1])
@@ -95,7 +108,7 @@ def _build_rows(tok: Tokenizer, requests, templates, targets, fact_token, device
             texts.append(fill(tpl, r.subject))
             lookup.append(lookup_index(tok, tpl, r.subject, fact_token))
             owner.append(i)
-    batch = encode(tok, texts, device)
+    batch = encode(tok, texts, in_dev)
     lengths = batch["attention_mask"].sum(1).tolist()
     per = len(templates) + 1
     slot_row, slot_pos, slot_tok, slot_w = [], [], [], []
@@ -144,10 +157,11 @@ def compute_target_values(
     ``module``: where δ is added (MEMIT family: the block at the last edited layer; ROME: the MLP).
     ``templates``: flat list of context templates, each with one ``{}`` for the prompt.
     """
-    device = model_device(model)
+    device = output_device(model)  # of the logits: δ, losses and row bookkeeping live there
     n, d = len(requests), hidden_size(model)
     targets = [target_ids(tok, r.target) for r in requests]
-    rows = _build_rows(tok, requests, templates, targets, opts.fact_token, device)
+    in_dev = input_device(model)
+    rows = _build_rows(tok, requests, templates, targets, opts.fact_token, device, in_dev)
     body = get_module(model, spec.body)
     start = block_index(spec, module, num_layers(model))
     reuse = opts.reuse_lower_layers and spec.embeds_enter_blocks and start > 0
@@ -160,29 +174,32 @@ def compute_target_values(
     def add_delta(sel_rows: torch.Tensor):
         def fn(h: torch.Tensor) -> torch.Tensor:
             h = h.clone()
-            r = torch.arange(len(sel_rows), device=device)
-            pos = rows.lookup[sel_rows]
-            h[r, pos] = (h[r, pos].float() + delta[rows.request[sel_rows]]).to(h.dtype)
+            r = torch.arange(len(sel_rows), device=h.device)
+            pos = rows.lookup[sel_rows].to(h.device)
+            h[r, pos] = (h[r, pos].float() + delta[rows.request[sel_rows]].to(h.device)).to(h.dtype)
             return h
 
         return fn
 
     def forward(sel_rows: torch.Tensor):
         """Final hidden states of the selected rows, trimmed to their longest sequence."""
-        mask = rows.batch["attention_mask"][sel_rows]
+        mask = rows.batch["attention_mask"][sel_rows.to(in_dev)]
         width = int(mask.sum(1).max())
         mask = mask[:, :width]
         with edit_output(model, module, add_delta(sel_rows)):
             if entry:  # right padding: the first ``width`` positions do not depend on the rest
-                h_in = entry[spec.block_name(start)][sel_rows, :width]
+                h_in = entry[spec.block_name(start)]
+                h_in = h_in[sel_rows.to(h_in.device), :width]
                 with start_at_block(model, lower):
-                    return body(inputs_embeds=h_in, attention_mask=mask).last_hidden_state, mask
-            ids = rows.batch["input_ids"][sel_rows, :width]
-            return body(input_ids=ids, attention_mask=mask).last_hidden_state, mask
+                    hidden = body(inputs_embeds=h_in, attention_mask=mask).last_hidden_state
+            else:
+                ids = rows.batch["input_ids"][sel_rows.to(in_dev), :width]
+                hidden = body(input_ids=ids, attention_mask=mask).last_hidden_state
+        return hidden.to(device)
 
     def losses(sel_rows: torch.Tensor):
         """Per-request NLL (n,), and the KL-prompt log-probs of the selected requests."""
-        hidden, _ = forward(sel_rows)
+        hidden = forward(sel_rows)
         local = torch.full((len(rows.request),), -1, device=device)
         local[sel_rows] = torch.arange(len(sel_rows), device=device)
         keep = local[rows.slot_row] >= 0
@@ -206,7 +223,7 @@ def compute_target_values(
         _, kl_init_all, _ = losses(all_rows)
     entry.update(entering)
     first = all_rows[all_rows % rows.per == 0]
-    h0 = store[module][first, rows.lookup[first]].float()
+    h0 = store[module].to(device)[first, rows.lookup[first]].float()
     h0_norm = h0.norm(dim=1)
 
     # Requests per forward/backward: all, or as many whole requests as ``max_rows`` rows hold. Rows

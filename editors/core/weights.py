@@ -70,6 +70,31 @@ def weight_param(model: nn.Module, spec: ModelSpec, layer: int) -> torch.Tensor:
     return cast(torch.Tensor, get_module(model, spec.weight_module_name(layer)).weight)
 
 
+def weight_device(model: nn.Module, spec: ModelSpec, layer: int) -> torch.device:
+    """The device of the edited matrix of ``layer``: where its keys, residuals, solves, updates and
+    the update transforms live (on a model sharded by a device map, not the model's first device)."""
+    return weight_param(model, spec, layer).device
+
+
+class OffloadedWeightError(ValueError):
+    """An edited matrix is offloaded (on the meta device): there is no tensor to edit in place."""
+
+
+def check_editable(model: nn.Module, spec: ModelSpec, layers: Sequence[int]) -> None:
+    """Refuse edited layers whose weights a device map offloaded to the CPU or to disk.
+
+    accelerate keeps an offloaded parameter on the meta device and loads its value for each forward
+    only, so an update written into it would be lost (and reading it fails). Checked at start-up.
+    """
+    for layer in layers:
+        if weight_param(model, spec, layer).device.type == "meta":
+            raise OffloadedWeightError(
+                f"{spec.weight_name(layer)} (edited layer {layer}) is offloaded by the device map (its "
+                "weights are loaded only for each forward), so it cannot be edited; model.device_map "
+                "must keep the edited layers on a device (more GPU memory, or a map that puts them on one)"
+            )
+
+
 def read_weight(model: nn.Module, spec: ModelSpec, layer: int) -> torch.Tensor:
     """A float32 copy of the edited matrix of ``layer`` in (d_model × d_ff) layout."""
     w = weight_param(model, spec, layer).detach()
@@ -156,8 +181,9 @@ class EditedWeights:
     def write(self, layer: int, value: torch.Tensor) -> None:
         """W = value (checked finite first; nothing is written otherwise)."""
         check_finite(value, self.spec.weight_name(layer))
-        if self._uses_master(layer):
-            self._master[layer] = value.detach().to(torch.float32).clone()
+        if self._uses_master(layer):  # kept with the layer's weight, wherever ``value`` comes from
+            where = weight_device(self.model, self.spec, layer)
+            self._master[layer] = value.detach().to(device=where, dtype=torch.float32, copy=True)
         write_weight(self.model, self.spec, layer, value)
 
     def add(self, layer: int, delta: torch.Tensor) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
+from editors.core.model_spec import input_device
 from editors.core.tokens import Tokenizer
 from sphere.evaluation.scoring import evaluating
 
@@ -42,7 +43,7 @@ def generate_texts(
     encoded = [list(tok(p, add_special_tokens=True)["input_ids"]) for p in prompts]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     out: list[str] = [""] * len(encoded)
-    device = next(model.parameters()).device
+    device = input_device(model)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     pad = int(pad) if pad is not None else 0
     gen = torch.Generator(device="cpu").manual_seed(seed)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
+from editors.core.model_spec import input_device, output_device
 from editors.core.tokens import Tokenizer
 
 
@@ -105,26 +106,31 @@ def score_continuations(
     sorted by length before batching to minimise padding; results come back in the input order.
 
     The model is put in eval mode for the call (dropout off) and its previous mode restored afterwards.
-    Works for any Hugging Face causal LM: inputs go to the device of the model's first parameter.
+    Works for any Hugging Face causal LM: inputs go to the device of its embedding (the first device
+    of a model sharded by a device map).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     encoded = [encode_pair(tok, prefix, target) for prefix, target in pairs]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]) + len(encoded[i][1]))
     results: list[ContinuationScore | None] = [None] * len(encoded)
-    device = next(model.parameters()).device
+    device = input_device(model)
+    # accelerate's hooks move a tensor argument to the model's first device, but the model indexes
+    # the final hidden states (on the last device) with ``logits_to_keep``: a sharded model is given
+    # the trailing window that holds the same positions, as an int.
+    window = output_device(model) != device
     pad_id = _pad_id(tok)
     with evaluating(model):
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             batch = [encoded[i] for i in idx]
-            for i, score in zip(idx, _score_batch(model, batch, pad_id, device)):
+            for i, score in zip(idx, _score_batch(model, batch, pad_id, device, window)):
                 results[i] = score
     return results  # type: ignore[return-value]  # every slot was filled above
 
 
 def _score_batch(
-    model, batch: list[tuple[list[int], list[int]]], pad_id: int, device: torch.device
+    model, batch: list[tuple[list[int], list[int]]], pad_id: int, device: torch.device, window: bool = False
 ) -> list[ContinuationScore]:
     """One forward over a right-padded batch; gathers only the target-predicting logit rows."""
     lengths = [len(p) + len(t) for p, t in batch]
@@ -145,11 +151,13 @@ def _score_batch(
     # The LM head runs only at the positions some row reads (``logits_to_keep``): the vocabulary
     # matmul and the B × T × V logits dominate evaluation time and memory (128k-token vocabularies).
     keep = sorted(set(cols))
+    if window:
+        keep = list(range(keep[0], width))
     at = {c: i for i, c in enumerate(keep)}
     logits = model(
         input_ids=input_ids.to(device),
         attention_mask=attention_mask.to(device),
-        logits_to_keep=torch.tensor(keep, device=device),
+        logits_to_keep=len(keep) if window else torch.tensor(keep, device=device),
     ).logits
     row_t = torch.tensor(rows, device=logits.device)
     col_t = torch.tensor([at[c] for c in cols], device=logits.device)

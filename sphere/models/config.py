@@ -42,6 +42,11 @@ class ModelConfig:
     (``gguf_package``), or is assembled into ``path`` from the chunks that several pip packages ship
     (``gguf_parts``, pip requirements in concatenation order; the result must have ``gguf_size``
     bytes and sha256 ``gguf_sha256``; sphere/models/gguf_parts.py).
+
+    ``device_map`` spreads one model over several devices with accelerate (``model.device`` is then
+    unused): ``auto``, ``balanced``, ``balanced_low_0`` or ``sequential`` (accelerate fills the
+    visible GPUs), one device name, or a dict {module name: device} (a GPU index, ``cuda:N``,
+    ``cpu``; ``disk`` needs an offload folder). Edited layers must stay on a device (docs/distributed.md).
     """
 
     name: str = "smollm2-135m"
@@ -58,7 +63,7 @@ class ModelConfig:
     tiny: dict[str, Any] = field(default_factory=dict)
     dtype: str = "float32"
     device: str = "auto"
-    device_map: str | None = None
+    device_map: Any = None  # None, a strategy or device name, or {module: device}
     trust_remote_code: bool = False
     layers: LayersConfig = field(default_factory=LayersConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
@@ -80,6 +85,7 @@ class ModelConfig:
             raise ValueError(f"model.gguf_size={self.gguf_size} must be the file's size in bytes (>= 1)")
         if self.gguf_parts:
             self._check_parts()
+        check_device_map(self.device_map)
 
     def _check_parts(self) -> None:
         if self.source != "gguf":
@@ -104,6 +110,30 @@ class ModelConfig:
             raise ValueError(
                 "model.gguf_parts needs model.gguf_sha256 and model.gguf_size (the assembled file's "
                 "sha256 and size in bytes) to verify the assembly"
+            )
+
+
+DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
+_DEVICE = re.compile(r"cpu|disk|meta|mps|(cuda|xpu|npu)(:\d+)?")
+
+
+def check_device_map(device_map: Any) -> None:
+    """``model.device_map``: None, a strategy, a device name, or {module name: device}."""
+    allowed = f"one of {', '.join(DEVICE_MAP_STRATEGIES)}, a device (cuda:0, cpu) or {{module: device}}"
+    if device_map is None:
+        return
+    if isinstance(device_map, str):
+        if device_map not in DEVICE_MAP_STRATEGIES and not _DEVICE.fullmatch(device_map):
+            raise ValueError(f"model.device_map={device_map!r} must be {allowed}")
+        return
+    if not isinstance(device_map, dict) or not device_map:
+        raise ValueError(f"model.device_map={device_map!r} must be {allowed}")
+    for module, device in device_map.items():
+        ok = isinstance(device, int) and device >= 0 or isinstance(device, str) and _DEVICE.fullmatch(device)
+        if not isinstance(module, str) or not ok:
+            raise ValueError(
+                f"model.device_map[{module!r}]={device!r}: each value must be a GPU index or a device "
+                "(cuda:1, cpu, disk)"
             )
 
 

@@ -2,7 +2,8 @@
 a small random one from a config (tests and CPU smoke runs).
 
 Never passes ``trust_remote_code`` unless the config asks. The model is put in eval mode with
-gradients off (editors only need activation gradients for δ).
+gradients off (editors only need activation gradients for δ). With ``model.device_map`` every
+source is spread over devices by accelerate (``dispatch``; hub models while they load).
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from sphere.errors import ConfigError
-from sphere.models.config import ModelConfig
+from sphere.models.config import DEVICE_MAP_STRATEGIES, ModelConfig
 from sphere.models.gguf_parts import assemble_gguf
 from sphere.models.tokenizers import BUNDLED, load_bundled_tokenizer, prepare_tokenizer
 
@@ -124,11 +126,12 @@ def load_model(cfg: ModelConfig):
     """(model, tokenizer) ready for editing: eval mode, no parameter gradients, right padding."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    device = resolve_device(cfg.device)
+    device = None if cfg.device_map else resolve_device(cfg.device)
     if cfg.source == "tiny":
         tok = load_bundled_tokenizer(tiny_tokenizer_name(cfg))
         model = _tiny_model(cfg, len(tok))
-        model = model.to(device=device, dtype=torch.float32 if cfg.dtype == "auto" else _dtype(cfg.dtype))
+        model = model.to(dtype=torch.float32 if cfg.dtype == "auto" else _dtype(cfg.dtype))
+        model = dispatch(model, cfg.device_map) if cfg.device_map else model.to(device)
     elif cfg.source == "gguf":
         path = find_gguf(cfg)
         log.info("loading GGUF %s (de-quantizing to %s)", path, cfg.dtype)
@@ -136,7 +139,7 @@ def load_model(cfg: ModelConfig):
         with _clear_load_errors(str(path)):
             tok = prepare_tokenizer(AutoTokenizer.from_pretrained(str(path.parent), **kw))
             model = AutoModelForCausalLM.from_pretrained(str(path.parent), dtype=_dtype(cfg.dtype), **kw)
-        model = model.to(device)  # type: ignore[arg-type]
+        model = dispatch(model, cfg.device_map) if cfg.device_map else model.to(device)  # type: ignore[arg-type]
     else:
         kw = dict(revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
         with _clear_load_errors(str(cfg.path)):
@@ -152,6 +155,35 @@ def load_model(cfg: ModelConfig):
     model.eval()
     model.requires_grad_(False)
     return model, tok
+
+
+def dispatch(model, device_map: str | dict[str, Any]):
+    """Spread a model built or de-quantized in host memory over devices with accelerate.
+
+    Hub models take ``model.device_map`` in ``from_pretrained`` instead, which places each shard as
+    it is read (a model larger than host memory never exists there whole); a tiny or GGUF model is
+    in host memory anyway, so it is built there, then dispatched: the same hooks and placement.
+    Strategies (``auto``, ``balanced``, ...) are resolved by accelerate from the free memory of the
+    visible devices, keeping each decoder block whole; a device name puts the whole model there.
+    """
+    from accelerate import dispatch_model, infer_auto_device_map
+    from accelerate.utils import get_balanced_memory, get_max_memory
+
+    if isinstance(device_map, dict):
+        placement = dict(device_map)
+    elif device_map in DEVICE_MAP_STRATEGIES:
+        no_split = list(getattr(model, "_no_split_modules", None) or [])
+        if device_map == "sequential":
+            max_memory = get_max_memory()
+        else:
+            max_memory = get_balanced_memory(
+                model, no_split_module_classes=no_split, low_zero=device_map == "balanced_low_0"
+            )
+        placement = infer_auto_device_map(model, max_memory=max_memory, no_split_module_classes=no_split)
+    else:
+        placement = {"": device_map}
+    log.info("device map: %s", placement)
+    return dispatch_model(model, device_map=placement)
 
 
 @contextlib.contextmanager

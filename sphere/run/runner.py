@@ -26,10 +26,13 @@ from editors.core.model_spec import spec_for
 from editors.core.weights import (
     MetricTransform,
     NonFiniteUpdateError,
+    OffloadedWeightError,
     StatefulTransform,
     accumulated_view,
+    check_editable,
 )
 from sphere.data.records import EditRecord
+from sphere.errors import ConfigError
 from sphere.evaluation.registry import EvalView, Moment, get_evaluator
 from sphere.method.placement import sphere_transform
 from sphere.report.summary import build_summary
@@ -65,6 +68,10 @@ class SequentialRun:
         self.editor = entry.build(s.editor, self.ctx)
         self.layers: list[int] = list(self.editor.layers)
         check_against_model(s, model, self.spec, self.layers)
+        try:  # a device map that offloaded an edited layer is a setting to change, found before any work
+            check_editable(model, self.spec, self.layers)
+        except OffloadedWeightError as e:
+            raise ConfigError(str(e)) from None
         self.ctx.remember_pretrained(self.layers)
         self.evaluators = {name: get_evaluator(name)(s.eval) for name in s.eval.evaluators}
         self._last_checkpoint = time.monotonic()

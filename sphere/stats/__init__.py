@@ -117,7 +117,7 @@ def precompute_stats(
     import torch.distributed as dist
 
     from editors.core.covariance import collect_second_moments, weights_digest
-    from editors.core.model_spec import model_device, num_layers, spec_for
+    from editors.core.model_spec import input_device, num_layers, spec_for
     from sphere.models import load_model, model_id
     from sphere.run.config import check_against_model, validate
     from sphere.run.schema import compose_config
@@ -140,7 +140,7 @@ def precompute_stats(
     try:
         layers = sorted(set(s.editor.layers))
         model, tok = load_model(model_cfg)
-        on = model_device(model)  # where the accumulators live ("auto" resolved)
+        on = input_device(model)  # where the count lives ("auto" resolved); sums live with their layers
         result = StatsResult(layers=layers, world=ranks.world, device=str(on))
         spec = spec_for(model)
         check_against_model(s, model, spec, layers)
