@@ -147,7 +147,7 @@ class SmallModel:
 
         self.overrides = overrides
         self.s = validate(compose_config(["logger=none", *overrides]))
-        self.model, self.tok = load_model(self.s.model)
+        self.model, self.tok = load_model(self.s.model, self.s.run.cache_dir)
         self.spec = spec_for(self.model)
 
 

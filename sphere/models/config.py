@@ -65,6 +65,7 @@ class ModelConfig:
     device: str = "auto"
     device_map: Any = None  # None, a strategy or device name, or {module: device}
     trust_remote_code: bool = False
+    cache_dequantized: bool = True  # GGUF: keep the de-quantized weights in run.cache_dir (dequantized.py)
     layers: LayersConfig = field(default_factory=LayersConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
 

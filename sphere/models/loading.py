@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from sphere.errors import ConfigError
+from sphere.models import dequantized
 from sphere.models.config import DEVICE_MAP_STRATEGIES, ModelConfig
 from sphere.models.gguf_parts import assemble_gguf
 from sphere.models.tokenizers import BUNDLED, load_bundled_tokenizer, prepare_tokenizer
@@ -122,8 +123,11 @@ def model_id(cfg: ModelConfig) -> str:
     return f"{cfg.path}@{cfg.revision or 'main'}"
 
 
-def load_model(cfg: ModelConfig):
-    """(model, tokenizer) ready for editing: eval mode, no parameter gradients, right padding."""
+def load_model(cfg: ModelConfig, cache_dir: str | Path | None = None):
+    """(model, tokenizer) ready for editing: eval mode, no parameter gradients, right padding.
+
+    ``cache_dir`` (the run's cache): where a GGUF's de-quantized weights are kept for later loads.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = None if cfg.device_map else resolve_device(cfg.device)
@@ -134,11 +138,23 @@ def load_model(cfg: ModelConfig):
         model = dispatch(model, cfg.device_map) if cfg.device_map else model.to(device)
     elif cfg.source == "gguf":
         path = find_gguf(cfg)
-        log.info("loading GGUF %s (de-quantizing to %s)", path, cfg.dtype)
-        kw = dict(gguf_file=path.name, trust_remote_code=cfg.trust_remote_code)
+        kept = (
+            dequantized.cache_path(cache_dir, path, cfg.dtype)
+            if cache_dir and cfg.cache_dequantized
+            else None
+        )
+        if kept is not None and dequantized.is_complete(kept):
+            log.info("loading GGUF %s from its de-quantized copy %s", path.name, kept)
+            where, kw = kept, dict(trust_remote_code=cfg.trust_remote_code)
+        else:
+            log.info("loading GGUF %s (de-quantizing to %s)", path, cfg.dtype)
+            where, kw = path.parent, dict(gguf_file=path.name, trust_remote_code=cfg.trust_remote_code)
         with _clear_load_errors(str(path)):
-            tok = prepare_tokenizer(AutoTokenizer.from_pretrained(str(path.parent), **kw))
-            model = AutoModelForCausalLM.from_pretrained(str(path.parent), dtype=_dtype(cfg.dtype), **kw)
+            raw_tok = AutoTokenizer.from_pretrained(str(where), **kw)
+            model = AutoModelForCausalLM.from_pretrained(str(where), dtype=_dtype(cfg.dtype), **kw)
+        if kept is not None and where != kept:
+            dequantized.save(model, raw_tok, kept)
+        tok = prepare_tokenizer(raw_tok)
         model = dispatch(model, cfg.device_map) if cfg.device_map else model.to(device)  # type: ignore[arg-type]
     else:
         kw = dict(revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)

@@ -47,7 +47,7 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     torch.manual_seed(s.run.seed)
-    model, tok = load_model(s.model)
+    model, tok = load_model(s.model, s.run.cache_dir)
     check_tokenizable(records, tok, source=s.dataset.path)  # empty targets fail here, not mid-run
     runner = SequentialRun(s, model, tok, model_id(s.model), records, out_dir)
     state = load_checkpoint(out_dir / "checkpoint") if s.run.resume else None

@@ -54,7 +54,7 @@ def rebuild(run_dir: Path, overrides: Sequence[str] = ()):
     s = validate(run_config_with(run_dir, overrides))
     s.eval.protocol = "edited_so_far"  # re-evaluation measures the model, not a log of past batches
     records = _records(s)
-    model, tok = load_model(s.model)
+    model, tok = load_model(s.model, s.run.cache_dir)
     return SequentialRun(s, model, tok, model_id(s.model), records, Path(run_dir)), records
 
 

@@ -139,7 +139,7 @@ def precompute_stats(
         dist.init_process_group(backend, rank=ranks.rank, world_size=ranks.world, timeout=TIMEOUT)
     try:
         layers = sorted(set(s.editor.layers))
-        model, tok = load_model(model_cfg)
+        model, tok = load_model(model_cfg, s.run.cache_dir)
         on = input_device(model)  # where the count lives ("auto" resolved); sums live with their layers
         result = StatsResult(layers=layers, world=ranks.world, device=str(on))
         spec = spec_for(model)
