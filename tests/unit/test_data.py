@@ -317,7 +317,12 @@ def test_samples_md_hashes():
             (DATA_DIR / "SAMPLES.md").read_text(),
         )
     )
-    assert set(table) == {"counterfact_sample.json.gz", "zsre_sample.json.gz", "corpus/wiki_sample.jsonl.gz"}
+    assert set(table) == {
+        "counterfact_sample.json.gz",
+        "counterfact_tune.json.gz",
+        "zsre_sample.json.gz",
+        "corpus/wiki_sample.jsonl.gz",
+    }
     for rel, sha in table.items():
         assert hashlib.sha256(gzip.decompress((DATA_DIR / rel).read_bytes())).hexdigest() == sha, rel
     assert sum((DATA_DIR / rel).stat().st_size for rel in table) < 2_000_000
