@@ -143,16 +143,18 @@ def load_model(cfg: ModelConfig, cache_dir: str | Path | None = None):
             if cache_dir and cfg.cache_dequantized
             else None
         )
-        if kept is not None and dequantized.is_complete(kept):
+        from_copy = kept is not None and dequantized.is_complete(kept)
+        kw: dict[str, Any] = dict(trust_remote_code=cfg.trust_remote_code)
+        if from_copy:
             log.info("loading GGUF %s from its de-quantized copy %s", path.name, kept)
-            where, kw = kept, dict(trust_remote_code=cfg.trust_remote_code)
         else:
             log.info("loading GGUF %s (de-quantizing to %s)", path, cfg.dtype)
-            where, kw = path.parent, dict(gguf_file=path.name, trust_remote_code=cfg.trust_remote_code)
+            kw["gguf_file"] = path.name
+        where = str(kept if from_copy else path.parent)
         with _clear_load_errors(str(path)):
-            raw_tok = AutoTokenizer.from_pretrained(str(where), **kw)
-            model = AutoModelForCausalLM.from_pretrained(str(where), dtype=_dtype(cfg.dtype), **kw)
-        if kept is not None and where != kept:
+            raw_tok = AutoTokenizer.from_pretrained(where, **kw)
+            model = AutoModelForCausalLM.from_pretrained(where, dtype=_dtype(cfg.dtype), **kw)
+        if kept is not None and not from_copy:
             dequantized.save(model, raw_tok, kept)
         tok = prepare_tokenizer(raw_tok)
         model = dispatch(model, cfg.device_map) if cfg.device_map else model.to(device)  # type: ignore[arg-type]

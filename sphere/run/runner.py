@@ -29,7 +29,6 @@ from editors.core.weights import (
     OffloadedWeightError,
     StatefulTransform,
     accumulated_view,
-    check_editable,
 )
 from sphere.data.records import EditRecord
 from sphere.errors import ConfigError
@@ -68,11 +67,10 @@ class SequentialRun:
         self.editor = entry.build(s.editor, self.ctx)
         self.layers: list[int] = list(self.editor.layers)
         check_against_model(s, model, self.spec, self.layers)
-        try:  # a device map that offloaded an edited layer is a setting to change, found before any work
-            check_editable(model, self.spec, self.layers)
-        except OffloadedWeightError as e:
+        try:  # W₀'s snapshot is the first read of the edited layers: it refuses offloaded ones
+            self.ctx.remember_pretrained(self.layers)
+        except OffloadedWeightError as e:  # a device map setting to change, found before any work
             raise ConfigError(str(e)) from None
-        self.ctx.remember_pretrained(self.layers)
         self.evaluators = {name: get_evaluator(name)(s.eval) for name in s.eval.evaluators}
         self._last_checkpoint = time.monotonic()
 
