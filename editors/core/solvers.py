@@ -37,12 +37,57 @@ def full_precision() -> Iterator[None]:
 def memit_delta(
     K: torch.Tensor, R: torch.Tensor, C: torch.Tensor, lam: float, dtype=torch.float64
 ) -> torch.Tensor:
-    """ΔW = Rᵀ K (λC + KᵀK)⁻¹: the minimiser of ‖ΔW Kᵀ − Rᵀ‖² + λ tr(ΔW C ΔWᵀ) (MEMIT, spec §2.2)."""
+    """ΔW = Rᵀ K (λC + KᵀK)⁻¹: the minimiser of ‖ΔW Kᵀ − Rᵀ‖² + λ tr(ΔW C ΔWᵀ) (MEMIT, spec §2.2).
+
+    The same arithmetic as ``(R.T @ torch.linalg.solve(lam * C + K.T @ K, K.T).T).float()`` (the
+    reference's), in one d_ff × d_ff matrix instead of four: A is built in place (λC, then KᵀK added
+    a block of rows at a time) and LU-factored in place, and freed before ΔW is formed, a block of
+    rows at a time, straight into float32. The straightforward expression holds C's copy, λC, KᵀK
+    and A at once, ``solve`` copies A again, and ΔW exists in the solver dtype next to A: at
+    LLaMA3-8B's d_ff = 14336 in float64 that is 6.6 GB of workspace per layer, against 1.6 GB here.
+    """
     with full_precision():
-        k, r, c = K.to(dtype), R.to(dtype), C.to(device=K.device, dtype=dtype)
-        a = lam * c + k.T @ k
-        x = torch.linalg.solve(a, k.T)  # (d_ff × n) = A⁻¹Kᵀ
-        return (r.T @ x.T).float()
+        k, r = K.to(dtype), R.to(dtype)
+        a = _regularised_gram(C, k, lam)
+        x = _lu_solve_in_place(a, k.T)  # (d_ff × n) = A⁻¹Kᵀ
+        del a
+        xt = x.T
+        delta = torch.empty(r.shape[1], k.shape[1], dtype=torch.float32, device=k.device)
+        for i in range(0, r.shape[1], GRAM_BLOCK_ROWS):
+            delta[i : i + GRAM_BLOCK_ROWS] = r.T[i : i + GRAM_BLOCK_ROWS] @ xt
+        return delta
+
+
+# Rows of a d_ff-wide product formed at a time: KᵀK while it is added to λC, and ΔW
+# (256 × 14336 float64 = 29 MB).
+GRAM_BLOCK_ROWS = 256
+
+
+def _regularised_gram(C: torch.Tensor, k: torch.Tensor, lam: float) -> torch.Tensor:
+    """A = λC + kᵀk in ``k``'s dtype and device, as one new matrix (column-major, ready to be
+    LU-factored in place); equal to ``lam * C + k.T @ k`` computed in that dtype."""
+    d = C.shape[0]
+    a = torch.empty(d, d, dtype=k.dtype, device=k.device).mT  # LAPACK's column-major layout
+    a.copy_(C)
+    a.mul_(lam)
+    for i in range(0, d, GRAM_BLOCK_ROWS):
+        j = min(d, i + GRAM_BLOCK_ROWS)
+        a[i:j].add_(k[:, i:j].T @ k)
+    return a
+
+
+def _lu_solve_in_place(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """A⁻¹B by LU with partial pivoting, as ``torch.linalg.solve`` computes it, overwriting ``a``
+    (column-major) with its factors instead of factoring a copy. Raises ``torch.linalg.LinAlgError``
+    for an exactly singular A, as ``solve`` does."""
+    pivots = torch.empty(a.shape[0], dtype=torch.int32, device=a.device)
+    info = torch.empty((), dtype=torch.int32, device=a.device)
+    lu, pivots, info = torch.linalg.lu_factor_ex(a, out=(a, pivots, info))
+    if int(info) > 0:
+        raise torch.linalg.LinAlgError(
+            "torch.linalg.solve: The solver failed because the input matrix is singular."
+        )
+    return torch.linalg.lu_solve(lu, pivots, b)
 
 
 NULLSPACE_RULES = ("absolute", "trace")

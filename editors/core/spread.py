@@ -74,7 +74,7 @@ def spread_residual(
     z_block = spec.block_name(layers[-1])
     z, _ = compute_target_values(model, tok, spec, requests, z_block, templates.flat, values)
     weights = ctx.weights
-    originals = {layer: weights.read(layer) for layer in layers}
+    originals: dict[int, torch.Tensor] = {}
     deltas: dict[int, torch.Tensor] = {}
     try:
         for i, layer in enumerate(layers):
@@ -84,6 +84,9 @@ def spread_residual(
             h = subject_outputs(model, tok, z_block, requests, fact_token=values.fact_token, batch_size=fb)
             at = keys.device  # the layer's weight device (``compute_keys``): the solve runs there
             delta = solve(layer, keys, (z.to(at) - h.to(at)) / (len(layers) - i))
+            # W of this layer before the batch (only lower layers were written so far), copied after
+            # the solve: the copy and the solve's d_ff × d_ff workspace never exist at once.
+            originals[layer] = weights.read(layer)
             delta = apply_transforms(
                 transforms, "layer", spec.weight_name(layer), layer, originals[layer], delta
             )

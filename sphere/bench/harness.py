@@ -53,6 +53,20 @@ def peak_memory(interval_s: float = 0.005) -> Iterator[dict[str, int]]:
             out["peak_gpu"] = int(torch.cuda.max_memory_allocated())
 
 
+@contextmanager
+def patched(patches: list[tuple[Any, str, Any]]) -> Iterator[None]:
+    """Replace ``getattr(obj, name)`` by ``fn`` for each (obj, name, fn) for the duration of the
+    block, and put every original back afterwards, also when the block raises."""
+    saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
+    try:
+        for obj, name, fn in patches:
+            setattr(obj, name, fn)
+        yield
+    finally:
+        for obj, name, fn in saved:
+            setattr(obj, name, fn)
+
+
 def _sync() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()

@@ -18,7 +18,7 @@ import torch
 
 from editors.core.solvers import alphaedit_delta, memit_delta, nullspace_projector
 from sphere.bench import reference as ref
-from sphere.bench.harness import StageResult, measure
+from sphere.bench.harness import StageResult, measure, patched
 from sphere.method.energy import hyperspherical_energy
 from sphere.method.projection import principal_directions, project_update
 
@@ -239,14 +239,8 @@ def reference_mode() -> Iterator[None]:
         (alphaedit_mod, "nullspace_projector", ref.nullspace_projector_svd),
         (evaluation_mod, "evaluate_counterfact", ref.evaluate_record_by_record),
     ]
-    saved = [(mod, name, getattr(mod, name)) for mod, name, _ in patches]
-    try:
-        for mod, name, fn in patches:
-            setattr(mod, name, fn)
+    with patched(patches):
         yield
-    finally:
-        for mod, name, fn in saved:
-            setattr(mod, name, fn)
 
 
 def run_stage(overrides: list[str], editor: str, sphere: bool, n_edits: int, batch: int) -> StageResult:
@@ -305,6 +299,41 @@ def run_stage(overrides: list[str], editor: str, sphere: bool, n_edits: int, bat
             "metrics": post,
             "edit_s_per_edit": {m: s["time"]["edit_s"] / n_edits for m, s in summaries.items()},
         },
+    )
+
+
+def memory_stage(overrides: list[str], editor: str, sphere: bool, n_edits: int, batch: int) -> StageResult:
+    """One whole run (loading and statistics included) in a fresh process, with its peak host RSS
+    and GPU memory per phase (``sphere.bench.memory``); no reference-style side."""
+    import subprocess
+    import sys
+
+    from sphere.bench.harness import Timing
+    from sphere.bench.memory import human
+
+    job = [
+        *overrides,
+        f"editor={editor}",
+        f"sphere={'on' if sphere else 'off'}",
+        "dataset.path=counterfact-sample",
+        f"dataset.limit={n_edits}",
+        f"dataset.batch_size={batch}",
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "memory.json"
+        subprocess.run([sys.executable, "-m", "sphere.bench.memory", str(out), *job], check=True)
+        result = json.loads(out.read_text())
+    w, peak = result["weights_bytes"], result["peak_rss"]
+    top = max(result["phases"], key=lambda name: result["phases"][name]["peak_rss"])
+    return StageResult(
+        f"memory of a run: {editor}{' + SPHERE' if sphere else ''}, {n_edits} edits in batches of {batch}",
+        overrides[0].split("=", 1)[1] if overrides else "",
+        Timing([result["seconds"]], peak, result["peak_gpu"]),
+        None,
+        agreement=f"peak RSS {human(peak)} = {peak / w:.2f}× the weights ({human(w)}), in {top}",
+        notes="a fresh process; peak RSS (and GPU memory) of every phase of the run, loading included: "
+        "the table below",
+        extra={k: result[k] for k in ("phases", "weights_bytes", "exact", "checkpoint_files", "metrics")},
     )
 
 

@@ -4,6 +4,7 @@
     sphere-bench --stages sphere nullspace he     # linear algebra only
     sphere-bench --scale 1                        # the 8B shapes in full (a GPU, or an hour of CPU)
     sphere-bench --stages run model=smollm2-135m  # key=value overrides pick the model of the model stages
+    sphere-bench --stages memory model.stats.n_samples=2000 model.stats.max_length=256   # peak RSS per phase
 
 Ratios are reference-style time / ours, medians of ``--repeats`` runs; nothing is asserted.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-STAGES = ("sphere", "nullspace", "solve", "he", "stats", "values", "eval", "run")
+STAGES = ("sphere", "nullspace", "solve", "he", "stats", "values", "eval", "run", "memory")
 
 
 def _human(n: int) -> str:
@@ -27,15 +28,24 @@ def _human(n: int) -> str:
 
 
 def markdown(env: dict, results: list, args: argparse.Namespace) -> str:
+    from sphere.bench.memory import phase_table
+
+    gpu = any(r.ours.peak_gpu or (r.reference and r.reference.peak_gpu) for r in results)
     lines = [
-        "| stage | shape | ours (s) | reference-style (s) | ratio | peak RSS ours / ref | agreement |",
-        "|---|---|---:|---:|---:|---|---|",
+        "| stage | shape | ours (s) | reference-style (s) | ratio | peak RSS ours / ref | "
+        + ("peak GPU ours / ref | " if gpu else "")
+        + "agreement |",
+        "|---|---|---:|---:|---:|---|" + ("---|" if gpu else "") + "---|",
     ]
     for r in results:
         ref_t = f"{r.reference.median:.3f}" if r.reference else "–"
         ratio = f"**{r.ratio:.1f}×**" if r.ratio else "–"
         agreement = r.agreement.replace("|", "\\|")
         mem = _human(r.ours.peak_rss) + (f" / {_human(r.reference.peak_rss)}" if r.reference else "")
+        if gpu:
+            mem += f" | {_human(r.ours.peak_gpu)}" + (
+                f" / {_human(r.reference.peak_gpu)}" if r.reference else ""
+            )
         lines.append(
             f"| {r.stage} | {r.shape} | {r.ours.median:.3f} | {ref_t} | {ratio} | {mem} | {agreement} |"
         )
@@ -44,7 +54,12 @@ def markdown(env: dict, results: list, args: argparse.Namespace) -> str:
         f"medians of {args.repeats} (reference at the 8B shapes: {args.ref_repeats}); scale {args.scale}"
     )
     notes = "\n".join(f"- {r.stage}: {r.notes}" for r in results)
-    return f"{head}\n\n" + "\n".join(lines) + "\n\n" + notes + "\n"
+    phases = "".join(
+        f"\n{r.stage} ({r.shape}), peak memory per phase:\n\n{phase_table(r.extra)}\n"
+        for r in results
+        if "phases" in r.extra
+    )
+    return f"{head}\n\n" + "\n".join(lines) + "\n\n" + notes + "\n" + phases
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-batch", type=int, default=10)
     p.add_argument("--run-editors", nargs="+", default=["memit", "alphaedit"])
     p.add_argument("--run-sphere", nargs="+", choices=["off", "on"], default=["off", "on"])
+    p.add_argument("--memory-editors", nargs="+", default=["memit"], help="memory stage: one run per editor")
+    p.add_argument("--memory-sphere", choices=["off", "on"], default="on")
     p.add_argument("-o", "--out", type=Path, default=Path("outputs/bench"))
     args = p.parse_intermixed_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -136,6 +153,12 @@ def main(argv: list[str] | None = None) -> int:
         for editor in args.run_editors:
             for sphere in args.run_sphere:
                 done(st.run_stage(overrides, editor, sphere == "on", args.run_edits, args.run_batch))
+
+    if "memory" in args.stages:  # a fresh process per run: --run-edits in batches of --run-batch
+        for editor in args.memory_editors:
+            done(
+                st.memory_stage(overrides, editor, args.memory_sphere == "on", args.run_edits, args.run_batch)
+            )
 
     write(complete=True)
     print(f"wrote {args.out / 'bench.json'} and {args.out / 'bench.md'}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from editors.core.weights import read_weight
+from editors.core.weights import weight_param
 from sphere.evaluation.registry import EvalView, Moment, register_evaluator
 from sphere.method.energy import hyperspherical_energy
 
@@ -21,7 +21,7 @@ class EditedLayerEnergy:
     def __call__(self, moment: Moment, view: EvalView) -> dict[str, float]:
         return {
             f"he/layer_{layer}": hyperspherical_energy(
-                read_weight(view.model, view.spec, layer),
+                _matrix(view, layer),
                 power=self.he.power,
                 eps=self.he.eps,
                 block_size=self.he.block_size,
@@ -35,3 +35,10 @@ class EditedLayerEnergy:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
+
+
+def _matrix(view: EvalView, layer: int):
+    """The edited matrix itself in the (d_model × d_ff) layout, not a float32 copy (``read_weight``):
+    ``hyperspherical_energy`` makes the one copy it needs, in float64."""
+    w = weight_param(view.model, view.spec, layer).detach()
+    return w.T if view.spec.conv1d else w

@@ -170,7 +170,8 @@ def _gram_directions(X: torch.Tensor, beta: float | None, rank: int | None) -> P
     tol = float(lam[0]) * max(m, c) * torch.finfo(lam.dtype).eps
     if r > int((lam > tol).sum()):
         return None
-    U = (X.T @ V[:, :r]) / torch.sqrt(m * lam[:r])
+    U = X.T @ V[:, :r]
+    U.div_(torch.sqrt(m * lam[:r]))  # in place: U is c × r, up to the size of W
     return PrincipalDirections(
         U=U.float().contiguous(), r=r, eigenvalues=lam[:r].clone(), energy=float(lam[:r].sum() / lam.sum())
     )
@@ -192,7 +193,10 @@ def project_update(delta: torch.Tensor, U: torch.Tensor, alpha: float) -> torch.
     with full_precision(), torch.no_grad():
         d = delta.to(work)
         Uw = U.to(device=d.device, dtype=work)
-        return (d - alpha * (d @ Uw) @ Uw.T).to(delta.dtype)
+        # d − (α dU)Uᵀ, the difference written over the product: one m × c temporary instead of
+        # two (235 MB each at LLaMA3-8B's down_proj), the same operations.
+        p = (alpha * (d @ Uw)) @ Uw.T
+        return torch.sub(d, p, out=p).to(delta.dtype)
 
 
 class SphereProjection:

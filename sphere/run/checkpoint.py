@@ -40,11 +40,27 @@ def save_checkpoint(path: Path, *, weights, w0, editor_state, transform_states, 
         "progress": progress,
     }
     tensors.update({f"weight/{name}": w for name, w in weights.items()})
-    w0_file = path / W0_FILENAME
-    if _keys(w0_file) != set(w0):
-        save_tensors(w0_file, dict(w0))  # before the state that needs it: a kill between leaves W₀ only
+    write_w0(path, w0)  # before the state that needs it: a kill between leaves W₀ only
     # save_tensors detaches, moves to the CPU and makes contiguous, once for all of them.
     save_tensors(path / FILENAME, tensors, {"state": json.dumps(meta)})
+
+
+def write_w0(path: Path, w0: dict[str, torch.Tensor], *, force: bool = False) -> None:
+    """Write W₀ to ``path/w0.safetensors`` unless that file already holds these layers (or ``force``)."""
+    w0_file = path / W0_FILENAME
+    if force or _keys(w0_file) != set(w0):
+        save_tensors(w0_file, dict(w0))
+
+
+def map_w0(path: Path) -> dict[str, torch.Tensor]:
+    """W₀ from ``path/w0.safetensors`` as tensors over the file's pages: safetensors maps the file
+    (privately: writes stay in this process), so a page is read from disk when a tensor is first
+    used and the kernel can drop it again, and untouched pages cost no process memory. Not
+    checksummed (that would read every page): for a file this run has just written or verified."""
+    from safetensors import safe_open
+
+    with safe_open(str(path / W0_FILENAME), framework="pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (no __iter__)
 
 
 def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:

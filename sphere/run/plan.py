@@ -30,6 +30,7 @@ import torch
 
 from editors import get_editor
 from editors.core.model_spec import UnsupportedModelError, get_module, num_layers, spec_for
+from editors.core.solvers import GRAM_BLOCK_ROWS
 from editors.core.templates import STARTERS
 from editors.core.weights import weight_param
 from sphere.errors import ConfigError
@@ -532,9 +533,9 @@ def loop_items(s: Settings, shape: Shape, n_layers: int) -> list[Item]:
 def solve_items(s: Settings, shape: Shape, n_layers: int) -> list[Item]:
     """The d_ff × d_ff solve of the largest layer (one layer at a time), and the editor's state.
 
-    MEMIT, PRUNE, RECT (editors/core/solvers.py memit_delta), in ``editor.solver_dtype``: C moved
-    to the device, λC, KᵀK and A = λC + KᵀK exist at once (4 matrices), then C, A and A's LU (3).
-    AlphaEdit (alphaedit_delta), float32: P, C_past, KᵀK and their sum (4), then P, M = P(…) and
+    MEMIT, PRUNE, RECT (editors/core/solvers.py memit_delta), in ``editor.solver_dtype``: one
+    matrix, A = λC + KᵀK built in place (KᵀK added GRAM_BLOCK_ROWS rows at a time), LU-factored in
+    place and freed before ΔW is formed (in float32, counted with the layer loop). AlphaEdit (alphaedit_delta), float32: P, C_past, KᵀK and their sum (4), then P, M = P(…) and
     M's LU (3). Its null-space projectors P and key cache Σkkᵀ (d_ff² float32 per layer) stay in
     host memory and go to the device one layer at a time; P comes from an eigh of C on the CPU
     (eigenvectors + LAPACK workspace ≈ 3 d_ff²). ROME: C⁻¹ in host memory (inverted once in
@@ -578,12 +579,13 @@ def solve_items(s: Settings, shape: Shape, n_layers: int) -> list[Item]:
     if not hasattr(s.editor, "solver_dtype"):
         return []
     sb = 8 if s.editor.solver_dtype == "float64" else 4
+    rows = min(GRAM_BLOCK_ROWS, ff)
     return [
         Item(
-            f"solve workspace ({s.editor.solver_dtype}): C, λC, KᵀK, A",
+            f"solve workspace ({s.editor.solver_dtype}): A = λC + KᵀK in place",
             "device",
-            4 * ff2 * sb,
-            f"4 × {ff}² × {sb} B",
+            ff2 * sb + rows * ff * sb,
+            f"{ff}² × {sb} B + {rows}×{ff} × {sb} B",
             (SOLVE,),
             "set editor.solver_dtype=float32"
             if sb == 8
@@ -626,9 +628,10 @@ def sphere_items(s: Settings, shape: Shape, n_layers: int) -> list[Item]:
     U comes from an eigh of the m × m Gram matrix (``method`` gram, auto when m < c) or of the
     c × c covariance (naive), in float64 for matrices up to FLOAT64_MAX_NUMEL entries, else
     float32: normalised rows X̂ (m × c), the matrix and its eigenvectors (with the flipped copy and
-    the eigh workspace ≈ 4 k²), then U = X̂ᵀV/√(mλ) (c × r, twice). r ≤ min(m, c) (``sphere.rank``
-    when set; β chooses it at run time, so the bound is used). Projecting, ΔW − α(ΔW U)Uᵀ makes
-    ≈ 3 m × c float32 temporaries. With ``reference=pretrained`` U is computed once per layer and
+    the eigh workspace ≈ 4 k²), then U = X̂ᵀV/√(mλ) (c × r, scaled in place). r ≤ min(m, c)
+    (``sphere.rank`` when set; β chooses it at run time, so the bound is used). Projecting,
+    ΔW − (αΔW U)Uᵀ makes one m × c float32 product, overwritten by the projected update.
+    With ``reference=pretrained`` U is computed once per layer and
     kept on the device, and W₀ is snapshotted in host memory (and saved in checkpoints).
     """
     if not s.sphere.enabled:
@@ -660,12 +663,12 @@ def sphere_items(s: Settings, shape: Shape, n_layers: int) -> list[Item]:
         Item(
             f"SPHERE directions U (r ≤ {min(m, c)})",
             "device",
-            2 * c * r * cb + (c * r * 4 if cb != 4 else 0),
-            f"2 × {c}×{r} × {cb} B" + (f" + {c}×{r} × 4 B" if cb != 4 else ""),
+            c * r * cb + (c * r * 4 if cb != 4 else 0),
+            f"{c}×{r} × {cb} B" + (f" + {c}×{r} × 4 B" if cb != 4 else ""),
             (SPHERE_DIRS, SPHERE_PROJ),
             "set a smaller sphere.rank",
         ),
-        Item("SPHERE projection temporaries", "device", 3 * m * c * 4, f"3 × {m}×{c} × 4 B", (SPHERE_PROJ,)),
+        Item("SPHERE projection temporaries", "device", m * c * 4, f"{m}×{c} × 4 B", (SPHERE_PROJ,)),
     ]
     if reference == "pretrained":
         items += [

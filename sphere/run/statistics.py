@@ -157,10 +157,13 @@ class CovarianceCache:
         if missing:
             log.info("collecting key statistics for layers %s on %s", missing, opts.corpus)
             draw = texts()
-            for layer, (s, count) in collect_second_moments(model, tok, spec, missing, draw, opts).items():
+            sums = collect_second_moments(model, tok, spec, missing, draw, opts)
+            for layer in missing:  # each Σkkᵀ is dropped once its C exists: never all sums and all Cs
+                s, count = sums.pop(layer)
                 out[layer] = self.store(
                     model_id, digest, spec.weight_module_name(layer), opts, s, count, draw
                 )
+                del s
         return {layer: out[layer] for layer in layers}
 
     def lookup(self, model_id: str, digest: str, module: str, opts: StatsOptions) -> torch.Tensor | None:

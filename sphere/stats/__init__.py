@@ -189,8 +189,10 @@ def precompute_stats(
         status: list[Any] = [None]
         if ranks.rank == 0:
             try:
-                for layer in missing:
-                    cache.store(mid, digest, modules[layer], opts, raw[layer][0], result.tokens, draw)
+                for layer in missing:  # each Σkkᵀ dropped once stored: never all sums and all Cs
+                    total = raw.pop(layer)[0]
+                    cache.store(mid, digest, modules[layer], opts, total, result.tokens, draw)
+                    del total
                     path = cache.path(mid, digest, modules[layer], opts)
                     assert path is not None
                     result.written[layer] = path

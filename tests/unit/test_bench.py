@@ -73,8 +73,9 @@ def test_every_stage_on_a_tiny_model_writes_json_and_markdown(tmp_path, capsys):
     payload = json.loads((tmp_path / "bench" / "bench.json").read_text())
     assert payload["environment"]["torch_threads"] >= 1 and payload["complete"]
     stages = {r["stage"]: r for r in payload["results"]}
-    # 2 SPHERE shapes, null space, 2 solves, HE, statistics, z, evaluation, an AlphaEdit + SPHERE run
-    assert len(stages) == 10
+    # 2 SPHERE shapes, null space, 2 solves, HE, statistics, z, evaluation, an AlphaEdit + SPHERE run,
+    # the memory of a MEMIT + SPHERE run
+    assert len(stages) == 11
     for r in payload["results"]:
         assert r["ours"]["median"] > 0 and r["ours"]["peak_rss"] > 0
         if r["reference"] is not None:
@@ -84,8 +85,14 @@ def test_every_stage_on_a_tiny_model_writes_json_and_markdown(tmp_path, capsys):
     assert all(r["extra"]["edit_s_per_edit"]["ours"] > 0 for r in runs)
     evals = next(r for r in payload["results"] if r["stage"].startswith("CounterFact evaluation"))
     assert evals["agreement"] == "identical per-record success"
+    memory = next(r for r in payload["results"] if r["stage"].startswith("memory of a run"))
+    phases = memory["extra"]["phases"]
+    assert {"load", "statistics", "evaluation", "z optimisation", "layer solve", "SPHERE"} <= set(phases)
+    assert memory["ours"]["peak_rss"] == max(p["peak_rss"] for p in phases.values())
+    assert memory["extra"]["weights_bytes"] > 0 and memory["extra"]["checkpoint_files"]
     md = (tmp_path / "bench" / "bench.md").read_text()
-    assert md.count("\n| ") == len(payload["results"]) + 1  # header + one row per stage
+    assert md.split("\n\n")[1].count("\n| ") == len(payload["results"])  # one row per stage
+    assert "peak memory per phase" in md and "| z optimisation |" in md
 
 
 def test_linear_algebra_and_evaluation_stages_write_json_and_markdown(tmp_path):
