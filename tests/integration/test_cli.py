@@ -47,7 +47,9 @@ def run_tiny(tmp_path: Path, *overrides: str, model: str = "tiny-llama") -> dict
     return summary
 
 
-@pytest.mark.parametrize("sphere", ["off", "on"])
+# With SPHERE off in the slow tier: the fast tier has MEMIT without SPHERE in-process
+# (test_editors.py) and this CLI path once, with SPHERE.
+@pytest.mark.parametrize("sphere", [pytest.param("off", marks=pytest.mark.slow), "on"])
 def test_tiny_llama_memit_reaches_efficacy(tmp_path, sphere):
     s = run_tiny(tmp_path, f"sphere={sphere}")
     assert s["n_edits"] == 8

@@ -103,6 +103,9 @@ def test_bf16_weights_accumulate_small_edits_like_float32():
     assert kept < 0.6  # adding into bf16 weights keeps ~40 % of this edit; the master copy all of it
 
 
+# A whole bfloat16 run on the CPU is slow (see below); the master-copy arithmetic it rests on is
+# checked in the fast tier just above.
+@pytest.mark.slow
 def test_a_bf16_run_edits_and_checkpoints_the_float32_master(tmp_path, config_tiny_llama):
     model, tok = config_tiny_llama
     with restored(model):
