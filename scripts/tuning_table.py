@@ -27,7 +27,10 @@ def rows_of(sweep: Path) -> list[dict]:
     for job in json.loads(index.read_text())["jobs"]:
         overrides = dict(o.split("=", 1) for o in job.get("overrides", []) if "=" in o)
         overrides.pop("+experiment", None)
-        summary_path = Path(job.get("run_dir", "")) / "summary.json"
+        run_dir = Path(job.get("run_dir", ""))
+        if not run_dir.is_absolute():  # a sweep copied elsewhere (docs/results/) names its runs relatively
+            run_dir = sweep / run_dir
+        summary_path = run_dir / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
         rows.append({"overrides": overrides, "summary": summary})
     return rows

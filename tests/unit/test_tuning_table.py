@@ -1,0 +1,53 @@
+"""scripts/tuning_table.py: the Markdown tables of docs/tuning.md, from a sweep's index.json and its runs'
+summaries, also for a sweep copied under docs/results/ (run directories named relatively)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("tuning_table", ROOT / "scripts" / "tuning_table.py")
+assert _spec and _spec.loader
+tuning_table = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(tuning_table)
+
+
+def _job(sweep: Path, name: str, lam: int, efficacy: float | None, relative: bool) -> dict:
+    run = sweep / name
+    run.mkdir(parents=True)
+    if efficacy is not None:
+        summary = {
+            "efficacy": efficacy,
+            "generalization": 50.0,
+            "specificity": 60.0,
+            "score": efficacy / 2,
+            "pre": {"specificity": 70.0},
+            "time": {"edit_s_per_edit": 3.25},
+        }
+        (run / "summary.json").write_text(json.dumps(summary))
+    overrides = ["+experiment=tune_smollm2", "editor=memit", f"editor.mom2_update_weight={lam}"]
+    return {"overrides": overrides, "run_dir": name if relative else str(run)}
+
+
+def test_rows_are_sorted_shared_overrides_lifted_and_unfinished_jobs_listed(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    jobs = [
+        _job(sweep, "a", 400, 80.0, relative=False),
+        _job(sweep, "b", 1600, 100.0, relative=True),
+        _job(sweep, "c", 6400, None, relative=True),
+    ]
+    (sweep / "index.json").write_text(json.dumps({"jobs": jobs}))
+    assert tuning_table.main([str(sweep)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "All rows: `editor=memit`"
+    assert out[2].startswith("| mom2_update_weight | efficacy |")
+    assert out[4] == "| 1600 | 100.0 | 50.0 | 60.0 | 50.0 | 70.0 | 3.2 |"  # best score first
+    assert out[5].startswith("| 400 | 80.0 |")
+    assert out[6] == "| 6400 | not finished |"
+
+
+def test_the_committed_targets_regenerate():
+    rows = tuning_table.rows_of(ROOT / "docs" / "results" / "targets_smollm2")
+    assert rows and all(r["summary"] and r["summary"]["n_edits"] == 100 for r in rows)
