@@ -5,8 +5,6 @@ VENV   ?= .venv
 #   make setup TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
 TORCH  ?= torch==2.13.0
 ARGS   ?=
-# pytest-xdist workers of `make test` / `make test-slow` (auto: one per CPU core; 0: in-process)
-TEST_WORKERS ?= auto
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export HF_HUB_DISABLE_TELEMETRY := 1
@@ -38,13 +36,13 @@ run: setup ## edit SmolLM2-135M with MEMIT + SPHERE on bundled CounterFact (ARGS
 	$(BIN)/sphere-edit $(ARGS)
 
 test: setup ## unit + integration tiers (CPU, offline; see tests/conftest.py for the tiers)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(ARGS)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q $(ARGS)
 
 test-unit: setup ## the unit tier alone (seconds: math, parsers, configs, registries)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not integration and not slow and not gpu" $(ARGS)
 
 test-slow: setup ## run the long checks too (50 sequential edits per editor, SmolLM2 runs)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "slow or not slow" $(ARGS)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "slow or not slow" $(ARGS)
 
 lint: setup ## ruff check + format check
 	$(BIN)/ruff check sphere editors scripts tests

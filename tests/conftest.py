@@ -22,20 +22,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 
-def _share_the_cores() -> None:
-    """Under pytest-xdist (``make test`` runs one worker per core), each worker and the
-    ``sphere-edit`` processes it starts get an equal share of the cores, not all of them each:
-    N workers × N torch threads on N cores would spend their time switching."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
-    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        os.environ["OMP_NUM_THREADS"] = str(threads)  # inherited by subprocesses
-        torch.set_num_threads(threads)
-
-
-_share_the_cores()
-
-
 def tiny(arch: str, *, layers: int = 4, hidden: int = 64, ff: int = 128, seed: int = 0, init: float = 0.06):
     """(model, tok) of a small random model; the same builder the ``tiny-*`` configs use."""
     from sphere.models import load_model

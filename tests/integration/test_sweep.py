@@ -124,6 +124,9 @@ def test_a_failing_job_is_recorded_and_the_others_run(tmp_path):
     )
 
 
+# The launcher's plumbing (submitit's local executor); the SLURM script it would write is checked
+# in the fast tier below.
+@pytest.mark.slow
 def test_submitit_local_launcher_runs_a_job(tmp_path):
     out = tmp_path / "sweep"
     proc = sphere_edit(
