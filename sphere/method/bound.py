@@ -1,0 +1,119 @@
+"""The paper's Theorem 1, evaluated on real weights: does |ΔV| ≥ (ΔHE/K)² hold, and how tight is it?
+
+The theorem (SPHERE, "Lower Bound on Output Perturbation"): with orthonormal inputs and a small
+perturbation, the output change ΔV of an edited matrix is bounded below by the squared HE change,
+
+    |ΔV| ≥ (ΔHE / K)²,   K = 4 · ( Σ_k ( Σ_{j≠k} ‖w_k − w_j‖^{-3} )² )^{1/2},
+
+with w_k the pre-edit neurons (rows). Why it holds, in the form checked here: HE = Σ_{i≠j} ‖ŵ_i − ŵ_j‖⁻¹
+(power 1, no ε) over the unit neurons ŵ has gradient ∂HE/∂ŵ_k = −2 Σ_{j≠k} d_kj ‖d_kj‖^{-3},
+d_kj = ŵ_k − ŵ_j; its norm is at most 2 Σ_j ‖d_kj‖^{-2} ≤ 4 Σ_j ‖d_kj‖^{-3} (unit vectors: ‖d‖ ≤ 2), so
+‖∇HE‖_F ≤ K, and to first order |ΔHE| ≤ ‖∇HE‖_F ‖ΔŴ‖_F ≤ K ‖ΔŴ‖_F. With orthonormal inputs (a basis
+of the key space) the output change is ‖ΔW K₀‖²_F = ‖ΔW‖²_F. So the theorem's ΔV is read as ‖ΔW‖²_F,
+and the step it rests on is checked twice: with the raw update ΔW (what the theorem names) and with
+the change of the unit neurons ΔŴ (what HE sees; equal to ΔW only when the neurons have unit norm).
+
+Everything is exact float64 arithmetic on the saved weights, blockwise over rows (O(block · m)
+memory), so it runs at LLaMA3-8B's 4096 × 14336 as well as on SmolLM2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+from sphere.method.energy import hyperspherical_energy
+
+
+@dataclass(frozen=True)
+class BoundCheck:
+    """Theorem 1's terms for one matrix pair (W₀ → W)."""
+
+    he0: float  # HE(W₀), power 1, ε = 0, unnormalised (the theorem's scale)
+    he: float  # HE(W)
+    K: float  # the theorem's constant from W₀
+    grad_norm: float  # ‖∇HE(Ŵ₀)‖_F, the tightest constant of the first-order argument (≤ K)
+    dW_sq: float  # ‖W − W₀‖²_F: |ΔV| under orthonormal inputs
+    dW_unit_sq: float  # ‖Ŵ − Ŵ₀‖²_F: the change of the unit neurons
+
+    @property
+    def d_he(self) -> float:
+        return self.he - self.he0
+
+    @property
+    def bound(self) -> float:
+        """(ΔHE / K)², the theorem's lower bound on |ΔV|."""
+        return (self.d_he / self.K) ** 2
+
+    @property
+    def holds(self) -> bool:
+        """|ΔV| = ‖ΔW‖²_F ≥ (ΔHE/K)²: the theorem as stated."""
+        return self.dW_sq >= self.bound
+
+    @property
+    def holds_unit(self) -> bool:
+        """‖ΔŴ‖²_F ≥ (ΔHE/K)²: the first-order step on the hypersphere itself."""
+        return self.dW_unit_sq >= self.bound
+
+    @property
+    def slack(self) -> float:
+        """|ΔV| / bound: how many times larger the output change is than the bound (∞ if ΔHE = 0)."""
+        return self.dW_sq / self.bound if self.bound > 0 else float("inf")
+
+    def as_dict(self) -> dict[str, float | bool]:
+        out: dict[str, float | bool] = asdict(self)
+        out.update(
+            d_he=self.d_he, bound=self.bound, holds=self.holds, holds_unit=self.holds_unit, slack=self.slack
+        )
+        return out
+
+
+def _unit_rows(W: torch.Tensor) -> torch.Tensor:
+    X = W.detach().to(torch.float64, copy=True)
+    return X.div_(X.norm(dim=1, keepdim=True).clamp_min(1e-12))
+
+
+def he_constant(W0: torch.Tensor, block_size: int = 1024) -> tuple[float, float]:
+    """(K, ‖∇HE(Ŵ₀)‖_F) of the unit rows of W₀, exact, one Gram block of rows at a time.
+
+    Row k of the gradient is −2(s_k ŵ_k − Σ_j M_kj ŵ_j), M_kj = ‖ŵ_k − ŵ_j‖^{-3} (0 on the diagonal),
+    s_k = Σ_j M_kj; K = 4‖s‖₂. Coinciding neurons (distance 0) make both infinite, as in the theorem.
+    """
+    X = _unit_rows(W0)
+    m = X.shape[0]
+    s = torch.empty(m, dtype=torch.float64, device=X.device)
+    grad_sq = torch.zeros((), dtype=torch.float64, device=X.device)
+    for start in range(0, m, block_size):
+        stop = min(start + block_size, m)
+        d2 = (2.0 - 2.0 * (X[start:stop] @ X.T)).clamp_min_(0.0)
+        M = d2.pow_(-1.5)
+        rows = torch.arange(stop - start, device=X.device)
+        M[rows, rows + start] = 0.0
+        s[start:stop] = M.sum(dim=1)
+        g = -2.0 * (s[start:stop, None] * X[start:stop] - M @ X)
+        grad_sq += (g * g).sum()
+    return 4.0 * float(s.norm()), float(grad_sq.sqrt())
+
+
+def check_bound(W0: torch.Tensor, W: torch.Tensor, block_size: int = 1024) -> BoundCheck:
+    """Theorem 1's terms for the update W₀ → W of one matrix (rows = neurons, any float dtype)."""
+    if W0.shape != W.shape or W0.ndim != 2:
+        raise ValueError(
+            f"check_bound needs two 2-D weights of one shape, got {tuple(W0.shape)} and {tuple(W.shape)}"
+        )
+    K, grad_norm = he_constant(W0, block_size)
+
+    def he(X: torch.Tensor) -> float:
+        return hyperspherical_energy(X, power=1.0, eps=0.0, block_size=block_size, normalized=False)
+
+    dW = W.detach().double() - W0.detach().double()
+    dU = _unit_rows(W) - _unit_rows(W0)
+    return BoundCheck(
+        he0=he(W0),
+        he=he(W),
+        K=K,
+        grad_norm=grad_norm,
+        dW_sq=float((dW * dW).sum()),
+        dW_unit_sq=float((dU * dU).sum()),
+    )
