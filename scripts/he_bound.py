@@ -14,19 +14,17 @@ they are read this way: sphere/method/bound.py.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from sphere.io import atomic_write_json
 from sphere.method.bound import check_bound
-from sphere.report.collect import find_run_dirs
+from sphere.report.collect import find_run_dirs, identity, load_run
 from sphere.run.saved import kept_path, load_kept, saved_points
 
 
 def rows_of(run_dir: Path) -> list[dict]:
-    summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    ident = identity(load_run(run_dir, str(run_dir)))  # from summary.json, or config.yaml while running
     points = [n for n, src in saved_points(run_dir).items() if src == "kept" and n > 0]
     if not points or not kept_path(run_dir, 0).is_file():
         return []
@@ -38,9 +36,10 @@ def rows_of(run_dir: Path) -> list[dict]:
             rows.append(
                 {
                     "run": str(run_dir),
-                    "editor": summary.get("editor"),
-                    "sphere": summary.get("sphere"),
-                    "seed": summary.get("seed"),
+                    "editor": ident["editor"],
+                    "sphere": ident["sphere"],
+                    "alpha": ident["alpha"],
+                    "seed": ident["seed"],
                     "n_edits": n,
                     "layer": layer,
                     **c.as_dict(),
@@ -49,23 +48,26 @@ def rows_of(run_dir: Path) -> list[dict]:
     return rows
 
 
-def _sphere_label(s: object) -> str:
-    if isinstance(s, dict):
-        return f"on (α={s.get('alpha')})" if s.get("enabled") else "off"
-    return str(s)
+def _sphere(row: dict) -> str:
+    return f"α = {row['alpha']}" if row["sphere"] else "off"
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "**no**"
 
 
 def table(rows: list[dict]) -> str:
     head = (
         "| editor | SPHERE | seed | edits | layer | ΔHE | K | (ΔHE/K)² | ‖ΔW‖²_F | holds | slack |"
-        " ‖∇HE‖/K |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
+        " ‖ΔŴ‖²_F | holds on Ŵ | ‖∇HE‖/K |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---:|"
     )
     lines = [head]
     for r in rows:
         lines.append(
-            f"| {r['editor']} | {_sphere_label(r['sphere'])} | {r['seed']} | {r['n_edits']} | {r['layer']} "
+            f"| {r['editor']} | {_sphere(r)} | {r['seed']} | {r['n_edits']} | {r['layer']} "
             f"| {r['d_he']:+.3g} | {r['K']:.3g} | {r['bound']:.2e} | {r['dW_sq']:.3g} "
-            f"| {'yes' if r['holds'] else '**no**'} | {r['slack']:.2e} | {r['grad_norm'] / r['K']:.2f} |"
+            f"| {_yes(r['holds'])} | {r['slack']:.2e} | {r['dW_unit_sq']:.3g} | {_yes(r['holds_unit'])} "
+            f"| {r['grad_norm'] / r['K']:.2f} |"
         )
     return "\n".join(lines)
 
