@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from sphere.method.energy import hyperspherical_energy
+from sphere.method.energy import hyperspherical_energy, unit_rows
 
 
 @dataclass(frozen=True)
@@ -69,18 +69,13 @@ class BoundCheck:
         return out
 
 
-def _unit_rows(W: torch.Tensor) -> torch.Tensor:
-    X = W.detach().to(torch.float64, copy=True)
-    return X.div_(X.norm(dim=1, keepdim=True).clamp_min(1e-12))
-
-
 def he_constant(W0: torch.Tensor, block_size: int = 1024) -> tuple[float, float]:
     """(K, ‖∇HE(Ŵ₀)‖_F) of the unit rows of W₀, exact, one Gram block of rows at a time.
 
     Row k of the gradient is −2(s_k ŵ_k − Σ_j M_kj ŵ_j), M_kj = ‖ŵ_k − ŵ_j‖^{-3} (0 on the diagonal),
     s_k = Σ_j M_kj; K = 4‖s‖₂. Coinciding neurons (distance 0) make both infinite, as in the theorem.
     """
-    X = _unit_rows(W0)
+    X = unit_rows(W0)
     m = X.shape[0]
     s = torch.empty(m, dtype=torch.float64, device=X.device)
     grad_sq = torch.zeros((), dtype=torch.float64, device=X.device)
@@ -108,7 +103,7 @@ def check_bound(W0: torch.Tensor, W: torch.Tensor, block_size: int = 1024) -> Bo
         return hyperspherical_energy(X, power=1.0, eps=0.0, block_size=block_size, normalized=False)
 
     dW = W.detach().double() - W0.detach().double()
-    dU = _unit_rows(W) - _unit_rows(W0)
+    dU = unit_rows(W) - unit_rows(W0)
     return BoundCheck(
         he0=he(W0),
         he=he(W),

@@ -27,6 +27,13 @@ def _check(power: float, eps: float, block_size: int = 1) -> None:
         raise ValueError(f"he.block_size must be >= 1, got {block_size!r}")
 
 
+def unit_rows(W: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """W's rows scaled to unit length in ``dtype``, in one new m × c tensor (``F.normalize``'s
+    numbers without its temporaries); an all-zero row stays zero."""
+    X = W.detach().to(dtype, copy=True)
+    return X.div_(X.norm(2, dim=1, keepdim=True).clamp_min(1e-12))
+
+
 def hyperspherical_energy(
     W: torch.Tensor,
     *,
@@ -62,8 +69,7 @@ def hyperspherical_energy(
         # One m × c copy of W, normalised in place, and X*X a block at a time: the same numbers as
         # ``F.normalize(W.to(dtype))`` and ``(X * X).sum(1)`` without their two further m × c
         # temporaries (float64 at LLaMA3-8B's 4096 × 14336: 470 MB each).
-        X = W.detach().to(dtype, copy=True)
-        X.div_(X.norm(2, dim=1, keepdim=True).clamp_min(1e-12))  # torch.nn.functional.normalize
+        X = unit_rows(W, dtype)
         sq = torch.cat([(x * x).sum(dim=1) for x in X.split(block_size)])
         total = torch.zeros((), dtype=torch.float64, device=W.device)
         for start in range(0, m, block_size):
@@ -95,4 +101,4 @@ def hyperspherical_energy_naive(W: torch.Tensor, power: float = 1.0, eps: float 
     return he
 
 
-__all__ = ["hyperspherical_energy", "hyperspherical_energy_naive"]
+__all__ = ["hyperspherical_energy", "hyperspherical_energy_naive", "unit_rows"]
