@@ -199,6 +199,19 @@ def project_update(delta: torch.Tensor, U: torch.Tensor, alpha: float) -> torch.
         return torch.sub(d, p, out=p).to(delta.dtype)
 
 
+def span_share(delta: torch.Tensor, U: torch.Tensor) -> float:
+    """‖ΔW U‖²_F / ‖ΔW‖²_F: the share of an update's energy in span U, the part SPHERE shrinks.
+
+    An update indifferent to the principal directions has about r/c of its energy there (a random
+    direction's share); SPHERE at α leaves (1 − α)² of this share, so the share says how much a
+    projection can change an editor's update at all. 0 for a zero update.
+    """
+    with full_precision(), torch.no_grad():
+        d = delta.detach().double()
+        total = float(d.pow(2).sum())
+        return float((d @ U.to(device=d.device, dtype=torch.float64)).pow(2).sum()) / total if total else 0.0
+
+
 class SphereProjection:
     """SPHERE as an update transform: ``transform(name, layer, reference, delta) -> delta'``.
 

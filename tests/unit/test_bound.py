@@ -98,4 +98,5 @@ def test_script_evaluates_every_kept_point_of_a_run(tmp_path, capsys):
     rows = json.loads(out.read_text())
     assert [(r["n_edits"], r["layer"]) for r in rows] == [(10, 4), (10, 5), (20, 4), (20, 5)]
     assert rows[1]["K"] == pytest.approx(he_constant(W0[5])[0])
+    assert all(0 <= r["span_share"] <= 1 and 0 < r["random_share"] <= 1 for r in rows)
     assert "holds for 4 of 4" in capsys.readouterr().out

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sphere.method.projection import SphereProjection, principal_directions, project_update, rank_for_energy
+from sphere.method.projection import (
+    SphereProjection,
+    principal_directions,
+    project_update,
+    rank_for_energy,
+    span_share,
+)
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -110,6 +116,21 @@ def test_alpha_zero_is_identity_and_alpha_one_removes_span() -> None:
     # soft projection scales the in-span component by (1 − α)
     half = project_update(delta, U, 0.5)
     torch.testing.assert_close(half @ U, 0.5 * (delta @ U), atol=1e-5, rtol=0)
+
+
+def test_span_share_of_updates_in_outside_and_projected() -> None:
+    W = _low_energy_matrix(16, 40, seed=3)
+    U = principal_directions(W, beta=0.5).U.double()
+    delta = torch.randn(16, 40, generator=_gen(8), dtype=torch.float64)
+    inside, outside = (delta @ U) @ U.T, delta - (delta @ U) @ U.T
+    assert span_share(inside, U) == pytest.approx(1.0, abs=1e-6)
+    assert span_share(outside, U) == pytest.approx(0.0, abs=1e-6)
+    assert span_share(torch.zeros(16, 40), U) == 0.0
+    # SPHERE at α scales the in-span energy by (1 − α)²; the rest is untouched
+    share, alpha = span_share(delta, U), 0.8
+    e_in, e_out = share, 1 - share
+    expected = (1 - alpha) ** 2 * e_in / ((1 - alpha) ** 2 * e_in + e_out)
+    assert span_share(project_update(delta, U, alpha), U) == pytest.approx(expected, rel=1e-6)
 
 
 @pytest.mark.parametrize(
