@@ -50,6 +50,27 @@ def describe(values: Iterable[float]) -> Stat:
     return Stat(mean, sd, n, t_halfwidth(sd, n))
 
 
+def within_group_correlation(x: pd.Series, y: pd.Series, groups: pd.Series) -> tuple[float, float, int]:
+    """Pearson's r of x and y after removing each group's mean, its two-sided p, and the residual df.
+
+    Why: HE change and edit quality both drift with the number of edits, so a pooled correlation over
+    (run, number of edits) points is partly that shared trend. Centring within each number of edits
+    asks the paper's question at fixed length: does the run whose HE drifted more edit worse? This is
+    the partial correlation given one dummy per group; df = n − groups − 1 (one more per group mean
+    than a plain r). (nan, nan, df) when df < 1 or a centred variable is constant.
+    """
+    frame = pd.DataFrame({"x": x.to_numpy(float), "y": y.to_numpy(float), "g": groups.to_numpy()})
+    centred = frame[["x", "y"]] - frame.groupby("g")[["x", "y"]].transform("mean")
+    df = len(frame) - frame["g"].nunique() - 1
+    sx, sy = float((centred["x"] ** 2).sum()), float((centred["y"] ** 2).sum())
+    if df < 1 or sx == 0 or sy == 0:
+        return math.nan, math.nan, df
+    r = float((centred["x"] * centred["y"]).sum()) / math.sqrt(sx * sy)
+    r = max(-1.0, min(1.0, r))
+    t = r * math.sqrt(df / max(1.0 - r * r, 1e-300))
+    return r, float(2 * sps.t.sf(abs(t), df)), df
+
+
 def aggregate_settings(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     """One row per setting: its identity, ``n_runs``/``n_finished``/``n_unfinished``, ``seeds``, and
     for each metric ``m``: ``m_mean``, ``m_sd``, ``m_n``, ``m_ci``, ``m_se`` (the single run's

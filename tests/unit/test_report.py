@@ -20,7 +20,7 @@ from sphere.cli.report import main as report_main
 from sphere.report.build import build_report
 from sphere.report.collect import NoRunsError, collect, setting_label
 from sphere.report.figures import cosine_histogram, sample_rows
-from sphere.report.stats import CI95, SE, aggregate_settings, describe, t_halfwidth
+from sphere.report.stats import CI95, SE, aggregate_settings, describe, t_halfwidth, within_group_correlation
 from sphere.report.tables import build_table, cell_text, to_csv, to_latex, to_markdown
 from sphere.run.checkpoint import save_checkpoint
 
@@ -259,6 +259,30 @@ def test_every_figure_is_written(report) -> None:
     scatter = next(f for f in report.figures.figures if f.name == "he_vs_metric")
     r = float(re.search(r"r = (-?[0-9.]+)", scatter.caption).group(1))
     assert r < -0.5
+
+
+def test_within_group_correlation_is_the_partial_correlation_given_group_dummies() -> None:
+    rng = np.random.default_rng(4)
+    g = np.repeat(np.arange(6), 4)  # 6 evaluation points, 4 runs each
+    trend = g * 1.0
+    x = trend + rng.normal(size=g.size)
+    y = -2 * trend + 0.5 * x + rng.normal(size=g.size)
+    r, p, df = within_group_correlation(pd.Series(x), pd.Series(y), pd.Series(g))
+    # the same r from residuals of an OLS on one dummy per group, and the t-test's p with df = n − 6 − 1
+    dummies = (g[:, None] == np.arange(6)[None, :]).astype(float)
+    res = [v - dummies @ np.linalg.lstsq(dummies, v, rcond=None)[0] for v in (x, y)]
+    r_ols = float(np.corrcoef(*res)[0, 1])
+    assert r == pytest.approx(r_ols, rel=1e-12) and df == g.size - 7
+    t = r_ols * math.sqrt(df / (1 - r_ols**2))
+    assert p == pytest.approx(2 * sps.t.sf(abs(t), df), rel=1e-10)
+    # a shared trend alone: pooled r is strong, the within-group r is not
+    x2, y2 = trend + 0.1 * rng.normal(size=g.size), -trend + 0.1 * rng.normal(size=g.size)
+    assert sps.pearsonr(x2, y2)[0] < -0.9
+    assert abs(within_group_correlation(pd.Series(x2), pd.Series(y2), pd.Series(g))[0]) < 0.5
+    # one point per group leaves nothing to correlate
+    assert math.isnan(
+        within_group_correlation(pd.Series([1.0, 2.0]), pd.Series([3.0, 1.0]), pd.Series([0, 1]))[0]
+    )
 
 
 def test_cosine_histogram_counts_pairs_and_samples_rows() -> None:
