@@ -547,25 +547,37 @@ def _angular(ctx: _Ctx, block: str) -> Figure | str:
     all_counts = [c for cs in hists.values() for c in cs] + list(pre.values())
     lo, hi = _display_range(all_counts, fine_edges)
     editors = sorted(pre)
+    centres = (fine_edges[:-1] + fine_edges[1:]) / 2
     plt = _plt()
-    fig, axes = plt.subplots(1, len(editors), figsize=(4.6 * len(editors), 3.4), squeeze=False)
-    for ax, editor in zip(axes[0], editors):
-        edges, dens = _rebin(pre[editor], fine_edges, lo, hi)
-        ax.fill_between(edges, dens, step="post", color="0.75", label="before editing (W₀)")
+    fig, axes = plt.subplots(2, len(editors), figsize=(4.6 * len(editors), 6.2), squeeze=False)
+    for col, editor in enumerate(editors):
+        ax, dax = axes[0][col], axes[1][col]
+        edges, dens0 = _rebin(pre[editor], fine_edges, lo, hi)
+        ax.fill_between(edges, dens0, step="post", color="0.75", label="before editing (W₀)")
+        sd0 = _cosine_sd(pre[editor], centres)
         for sid, counts in hists.items():
             s = ctx.settings[ctx.settings["setting_id"] == sid].iloc[0]
             if s["editor"] != editor:
                 continue
-            edges, dens = _rebin(np.mean(counts, axis=0), fine_edges, lo, hi)
+            mean_counts = np.mean(counts, axis=0)
+            edges, dens = _rebin(mean_counts, fine_edges, lo, hi)
             st = ctx.styles[sid]
+            d_sd = _cosine_sd(mean_counts, centres) - sd0
             ax.step(edges, dens, where="post", color=st["color"], linestyle=st["linestyle"], linewidth=1.2,
                     label=f"{st['label']} (n={len(counts)})")  # fmt: skip
+            c_edges, c_dens = _rebin(mean_counts, fine_edges, lo, hi, n_bins=30)
+            c_dens0 = _rebin(pre[editor], fine_edges, lo, hi, n_bins=30)[1]
+            dax.step(c_edges, c_dens - c_dens0, where="post", color=st["color"], linestyle=st["linestyle"],
+                     linewidth=1.2, label=f"{st['label']}: sd of cos {d_sd:+.2e}")  # fmt: skip
         ax.set_yscale("log")
         ax.set_title(EDITOR_NAMES.get(editor, editor), fontsize=10)
-        ax.set_xlabel("cosine similarity between rows", fontsize=8)
         ax.set_ylabel("density (log)", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+        dax.axhline(0.0, color="0.5", linewidth=0.6)
+        dax.set_xlabel("cosine similarity between rows", fontsize=8)
+        dax.set_ylabel(f"density change from W₀ (sd of cos {sd0:.4f})", fontsize=8)
+        for a in (ax, dax):
+            a.tick_params(labelsize=7)
+            a.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.suptitle(
         f"Angular distribution of neurons, layer {layer_used}" + _block_title(ctx, block), fontsize=10
     )
@@ -576,10 +588,19 @@ def _angular(ctx: _Ctx, block: str) -> Figure | str:
         f"Angular distribution of neurons (layer {layer_used})",
         f"Histogram of the pairwise cosine similarities between rows of the edited matrix of layer "
         f"{layer_used} (at most {MAX_ROWS} rows, the same fixed sample for every run) before editing "
-        "(grey, W₀) and after the last edit (lines, pooled over seeds). Uniformly spread neurons "
-        f"concentrate near 0; edits that collapse directions fatten the tails.{extra}",
+        "(grey, W₀) and after the last edit (lines, pooled over seeds); below, the change of the density "
+        "from W₀, with the change of the cosines' standard deviation in the legend. Uniformly spread "
+        f"neurons concentrate near 0; edits that collapse directions fatten the tails (sd grows).{extra}",
         _save(ctx, fig, "angular_distribution", block),
     )
+
+
+def _cosine_sd(counts: np.ndarray, centres: np.ndarray) -> float:
+    """Standard deviation of the pairwise cosines a histogram holds (bin centres; the fine bins make
+    the binning error negligible next to the changes shown)."""
+    w = counts / max(counts.sum(), 1)
+    mean = float((w * centres).sum())
+    return math.sqrt(max(float((w * (centres - mean) ** 2).sum()), 0.0))
 
 
 def _display_range(counts: list[np.ndarray], edges: np.ndarray) -> tuple[int, int]:
