@@ -67,6 +67,11 @@ def build_report(
         coll.curves.to_csv(index=False),
         "every metric of every run at every number of edits (long)",
     )
+    write(
+        "tables/curves.md",
+        tables.curve_markdown(coll.runs, coll.curves),
+        "edit quality and HE change of every setting at every evaluation point, Markdown",
+    )
     figs = make_figures(
         coll, out_dir / "figures", metric=metric, corr_metric=corr_metric, layer=layer, formats=formats
     )

@@ -335,6 +335,48 @@ def to_markdown(table: Table) -> str:
     return "\n".join(parts) + "\n"
 
 
+CURVE_METRICS = ("efficacy", "generalization", "specificity", HE_COL)
+
+
+def curve_markdown(runs: pd.DataFrame, curves: pd.DataFrame, metrics: tuple[str, ...] = CURVE_METRICS) -> str:
+    """Edit quality and HE change of every setting at every evaluation point, one Markdown table per
+    block: the numbers behind the metrics-vs-edits figures, mean ± 95 % CI over seeds (mean alone
+    with one seed), so a long-sequence study can be read without opening a figure."""
+    from sphere.report.stats import aggregate_curve
+
+    parts = []
+    for block, in_block in runs.groupby("block", sort=False):
+        labels = in_block.drop_duplicates("setting_id").set_index("setting_id")["label"]
+        cells: dict[tuple[str, int], dict[str, str]] = {}
+        for m in metrics:
+            agg = aggregate_curve(curves[curves["setting_id"].isin(labels.index)], m)
+            for r in agg.itertuples():
+                fmt = (lambda x: f"{x:.3g}") if m == HE_COL else fmt_number  # HE changes are ~1e-3 %
+                text = fmt(r.mean) + (f" ± {fmt(r.ci)}" if r.n > 1 else "")
+                cells.setdefault((labels[r.setting_id], int(r.n_edits_done)), {})[m] = text
+        if not cells:
+            continue
+        header = ["Setting", "Edits", *(_CURVE_NAMES.get(m, m) for m in metrics)]
+        lines = [
+            "| " + " | ".join(header) + " |",
+            "|" + "|".join(["---"] * 2 + ["---:"] * len(metrics)) + "|",
+        ]
+        order = {label: i for i, label in enumerate(labels)}
+        quality = [m for m in metrics if m != HE_COL]
+        for (label, n), vals in sorted(cells.items(), key=lambda kv: (order[kv[0][0]], kv[0][1])):
+            if quality and not any(m in vals for m in quality):
+                continue  # HE alone (measured every batch): the rows are the evaluation points
+            lines.append(f"| {label} | {n} | " + " | ".join(vals.get(m, "–") for m in metrics) + " |")
+        parts += [f"### {block}\n", "\n".join(lines), ""]
+    return "\n".join(parts) + (
+        "\n- ± is the 95 % CI over seeds; a value alone is one seed.\n" if parts else ""
+    )
+
+
+_CURVE_NAMES = {"efficacy": "Efficacy", "generalization": "Generalization", "specificity": "Specificity",
+                HE_COL: "HE change %"}  # fmt: skip
+
+
 # --------------------------------------------------------------------------------------- LaTeX
 
 _LATEX_ESCAPES = {

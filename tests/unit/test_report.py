@@ -313,8 +313,19 @@ def test_html_is_self_contained_and_sortable(report) -> None:
         "tables/results.tex",
         "tables/runs.csv",
         "tables/curves.csv",
+        "tables/curves.md",
     ):
         assert (report.out_dir / f).is_file()
+
+
+def test_curve_table_has_the_evaluation_points_with_seed_cis(report) -> None:
+    md = (report.out_dir / "tables/curves.md").read_text()
+    memit = [line for line in md.splitlines() if line.startswith("| MEMIT |")]
+    # evaluation points only (HE alone at 10 and 30 edits is not a row), in order
+    assert [int(line.split("|")[2]) for line in memit] == [0, 20, 40]
+    # efficacy at 20 edits: 88 and 86.5 over two seeds → mean 87.25, t(0.975, 1)·sd/√2 = 9.53
+    assert memit[1].split("|")[3].strip() == "87.25 ± 9.53"
+    assert md.count("| MEMIT + SPHERE (α=0.8, β=0.5) |") == 3
 
 
 # ------------------------------------------------------------------------------ partial data
