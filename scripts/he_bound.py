@@ -9,7 +9,8 @@ layer: ΔHE, K, the bound, |ΔV| = ‖ΔW‖²_F (orthonormal inputs), whether i
 (slack = |ΔV| / bound), and ‖∇HE‖_F / K (how loose the theorem's constant is against the exact
 gradient). Beside the bound, where the accumulated update lies: the share of ‖ΔW‖²_F in span U(W₀),
 the principal directions SPHERE projects away from (β = --beta), against r/c, the share a random
-update would have. Prints a Markdown table; --json also writes every row (atomically). The terms
+update would have; and the change of the sd of the cosines between neurons (the angular
+distribution in one number, sphere.method.energy.cosine_spread). Prints a Markdown table; --json also writes every row (atomically). The terms
 and why they are read this way: sphere/method/bound.py, sphere.method.projection.span_share.
 """
 
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from sphere.io import atomic_write_json
 from sphere.method.bound import check_bound
+from sphere.method.energy import cosine_spread
 from sphere.method.projection import principal_directions, span_share
 from sphere.report.collect import find_run_dirs, identity, load_run
 from sphere.run.saved import kept_path, load_kept, saved_points
@@ -33,6 +35,7 @@ def rows_of(run_dir: Path, beta: float = 0.5) -> list[dict]:
         return []
     w0 = load_kept(kept_path(run_dir, 0))
     directions = {layer: principal_directions(w, beta=beta) for layer, w in w0.items()}
+    spread0 = {layer: cosine_spread(w) for layer, w in w0.items()}
     rows = []
     for n in points:
         for layer, w in sorted(load_kept(kept_path(run_dir, n)).items()):
@@ -50,6 +53,8 @@ def rows_of(run_dir: Path, beta: float = 0.5) -> list[dict]:
                     **c.as_dict(),
                     "span_share": span_share(w.double() - w0[layer].double(), pd.U),
                     "random_share": pd.r / pd.U.shape[0],
+                    "cos_sd0": spread0[layer],
+                    "cos_sd": cosine_spread(w),
                 }
             )
     return rows
@@ -66,8 +71,8 @@ def _yes(flag: bool) -> str:
 def table(rows: list[dict]) -> str:
     head = (
         "| editor | SPHERE | seed | edits | layer | ΔHE | K | (ΔHE/K)² | ‖ΔW‖²_F | holds | slack |"
-        " ‖ΔŴ‖²_F | holds on Ŵ | ‖∇HE‖/K | ΔW in span U | r/c |\n"
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---:|---:|---:|"
+        " ‖ΔŴ‖²_F | holds on Ŵ | ‖∇HE‖/K | ΔW in span U | r/c | Δ sd(cos) |\n"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---:|---:|---:|---:|"
     )
     lines = [head]
     for r in rows:
@@ -75,7 +80,7 @@ def table(rows: list[dict]) -> str:
             f"| {r['editor']} | {_sphere(r)} | {r['seed']} | {r['n_edits']} | {r['layer']} "
             f"| {r['d_he']:+.3g} | {r['K']:.3g} | {r['bound']:.2e} | {r['dW_sq']:.3g} "
             f"| {_yes(r['holds'])} | {r['slack']:.2e} | {r['dW_unit_sq']:.3g} | {_yes(r['holds_unit'])} "
-            f"| {r['grad_norm'] / r['K']:.2f} | {r['span_share']:.3f} | {r['random_share']:.3f} |"
+            f"| {r['grad_norm'] / r['K']:.2f} | {r['span_share']:.3f} | {r['random_share']:.3f} | {r['cos_sd'] - r['cos_sd0']:+.2e} |"
         )
     return "\n".join(lines)
 

@@ -34,6 +34,26 @@ def unit_rows(W: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tens
     return X.div_(X.norm(2, dim=1, keepdim=True).clamp_min(1e-12))
 
 
+def cosine_spread(W: torch.Tensor, block_size: int = 1024) -> float:
+    """Standard deviation of the cosines between all pairs of W's rows (exact, float64, blockwise).
+
+    The one-number summary of the angular distribution (the paper's Figure of neuron angles): evenly
+    spread neurons have cosines near 0; edits that pull neurons together widen the distribution.
+    """
+    X = unit_rows(W)
+    m = X.shape[0]
+    total, total_sq = 0.0, 0.0
+    for start in range(0, m, block_size):
+        G = X[start : start + block_size] @ X.T
+        idx = torch.arange(G.shape[0], device=G.device)
+        G[idx, start + idx] = 0.0  # leave out each row's cosine with itself
+        total += float(G.sum())
+        total_sq += float(G.pow(2).sum())
+    n = m * (m - 1)
+    mean = total / n
+    return (max(total_sq / n - mean * mean, 0.0)) ** 0.5
+
+
 def hyperspherical_energy(
     W: torch.Tensor,
     *,

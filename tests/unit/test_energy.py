@@ -56,3 +56,18 @@ def test_bad_settings_raise() -> None:
         hyperspherical_energy(_rand(3, 3, 0), block_size=0)
     with pytest.raises(ValueError, match="eps"):
         hyperspherical_energy(_rand(3, 3, 0), eps=-1.0)
+
+
+def test_cosine_spread_is_the_sd_of_all_pairwise_cosines() -> None:
+    import itertools
+
+    from sphere.method.energy import cosine_spread
+
+    W = torch.randn(13, 5, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    X = W.double() / W.double().norm(dim=1, keepdim=True)
+    cos = torch.tensor(
+        [float(X[i] @ X[j]) for i, j in itertools.permutations(range(13), 2)], dtype=torch.float64
+    )
+    assert cosine_spread(W) == pytest.approx(float(cos.std(unbiased=False)), rel=1e-10)
+    assert cosine_spread(W, block_size=4) == pytest.approx(cosine_spread(W), rel=1e-12)
+    assert cosine_spread(3 * W) == pytest.approx(cosine_spread(W), rel=1e-12)  # directions only
