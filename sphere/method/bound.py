@@ -61,10 +61,24 @@ class BoundCheck:
         """|ΔV| / bound: how many times larger the output change is than the bound (∞ if ΔHE = 0)."""
         return self.dW_sq / self.bound if self.bound > 0 else float("inf")
 
+    @property
+    def alignment(self) -> float:
+        """|ΔHE| / (‖∇HE‖_F ‖ΔŴ‖_F): to first order the |cosine| between the unit neurons' change and
+        HE's gradient. It splits the slack exactly as slack = (‖ΔW‖²/‖ΔŴ‖²)·(K/‖∇HE‖)²/alignment²:
+        row norms, the theorem's constant, and how far the update is from the direction HE is most
+        sensitive to (a random direction of an m × c matrix has about 1/√(mc))."""
+        denom = self.grad_norm * self.dW_unit_sq**0.5
+        return abs(self.d_he) / denom if denom > 0 else 0.0
+
     def as_dict(self) -> dict[str, float | bool]:
         out: dict[str, float | bool] = asdict(self)
         out.update(
-            d_he=self.d_he, bound=self.bound, holds=self.holds, holds_unit=self.holds_unit, slack=self.slack
+            d_he=self.d_he,
+            bound=self.bound,
+            holds=self.holds,
+            holds_unit=self.holds_unit,
+            slack=self.slack,
+            alignment=self.alignment,
         )
         return out
 

@@ -45,6 +45,9 @@ def test_small_updates_satisfy_the_bound_and_large_ones_are_reported_honestly():
         assert c.bound > 0 and c.slack >= 1
         # ΔŴ is ΔW less its radial part (1/10 of a random update's energy here, to first order)
         assert 0.7 * c.dW_sq < c.dW_unit_sq < 1.01 * c.dW_sq
+        # the slack splits exactly into row norms × the constant's looseness × 1/alignment²
+        split = (c.dW_sq / c.dW_unit_sq) * (c.K / c.grad_norm) ** 2 / c.alignment**2
+        assert split == pytest.approx(c.slack, rel=1e-9) and 0 < c.alignment <= 1.01
     # the untouched matrix: no HE change, a bound of 0 that any |ΔV| meets
     same = check_bound(W0, W0.clone())
     assert same.d_he == 0 and same.bound == 0 and same.holds and same.slack == math.inf
