@@ -7,7 +7,7 @@
 For every run under the given paths with kept/edits_0 (W₀) and later kept points, and every edited
 layer: ΔHE, K, the bound, |ΔV| = ‖ΔW‖²_F (orthonormal inputs), whether it holds, by how much
 (slack = |ΔV| / bound), and ‖∇HE‖_F / K (how loose the theorem's constant is against the exact
-gradient), and the alignment |ΔHE|/(‖∇HE‖‖ΔŴ‖) that, with those two, accounts for the slack.
+gradient), the sharper bound from the gradient on the sphere ‖∇_S HE‖, and the alignment |ΔHE|/(‖∇HE‖‖ΔŴ‖) that, with those two, accounts for the slack.
 Beside the bound, where the accumulated update lies: the share of ‖ΔW‖²_F in span U(W₀),
 the principal directions SPHERE projects away from (β = --beta), against r/c, the share a random
 update would have; and the change of the sd of the cosines between neurons (the angular
@@ -72,8 +72,8 @@ def _yes(flag: bool) -> str:
 def table(rows: list[dict]) -> str:
     head = (
         "| editor | SPHERE | seed | edits | layer | ΔHE | K | (ΔHE/K)² | ‖ΔW‖²_F | holds | slack |"
-        " ‖ΔŴ‖²_F | holds on Ŵ | ‖∇HE‖/K | alignment | ΔW in span U | r/c | Δ sd(cos) |\n"
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---:|---:|---:|---:|---:|"
+        " ‖ΔŴ‖²_F | holds on Ŵ | ‖∇HE‖/K | ‖∇_S HE‖/K | (ΔHE/‖∇_S HE‖)² | alignment | ΔW in span U | r/c | Δ sd(cos) |\n"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"
     )
     lines = [head]
     for r in rows:
@@ -81,7 +81,8 @@ def table(rows: list[dict]) -> str:
             f"| {r['editor']} | {_sphere(r)} | {r['seed']} | {r['n_edits']} | {r['layer']} "
             f"| {r['d_he']:+.3g} | {r['K']:.3g} | {r['bound']:.2e} | {r['dW_sq']:.3g} "
             f"| {_yes(r['holds'])} | {r['slack']:.2e} | {r['dW_unit_sq']:.3g} | {_yes(r['holds_unit'])} "
-            f"| {r['grad_norm'] / r['K']:.2f} | {r['alignment']:.1e} | {r['span_share']:.3f} | {r['random_share']:.3f} | {r['cos_sd'] - r['cos_sd0']:+.2e} |"
+            f"| {r['grad_norm'] / r['K']:.2f} | {r['grad_tangent_norm'] / r['K']:.2e} "
+            f"| {r['tangent_bound']:.2e} | {r['alignment']:.1e} | {r['span_share']:.3f} | {r['random_share']:.3f} | {r['cos_sd'] - r['cos_sd0']:+.2e} |"
         )
     return "\n".join(lines)
 

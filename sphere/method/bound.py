@@ -34,6 +34,7 @@ class BoundCheck:
     he: float  # HE(W)
     K: float  # the theorem's constant from W₀
     grad_norm: float  # ‖∇HE(Ŵ₀)‖_F, the tightest constant of the first-order argument (≤ K)
+    grad_tangent_norm: float  # ‖∇_S HE(Ŵ₀)‖_F, its part tangent to the sphere: what unit neurons feel
     dW_sq: float  # ‖W − W₀‖²_F: |ΔV| under orthonormal inputs
     dW_unit_sq: float  # ‖Ŵ − Ŵ₀‖²_F: the change of the unit neurons
 
@@ -62,6 +63,13 @@ class BoundCheck:
         return self.dW_sq / self.bound if self.bound > 0 else float("inf")
 
     @property
+    def tangent_bound(self) -> float:
+        """(ΔHE / ‖∇_S HE‖)²: the same first-order argument with the gradient on the sphere. A unit
+        neuron can only move tangentially to first order, so the radial part of ∇HE (most of it for
+        spread neurons: row k is ≈ −2 s_k ŵ_k) does not act, and this bound on ‖ΔŴ‖² is sharper."""
+        return (self.d_he / self.grad_tangent_norm) ** 2 if self.grad_tangent_norm > 0 else float("inf")
+
+    @property
     def alignment(self) -> float:
         """|ΔHE| / (‖∇HE‖_F ‖ΔŴ‖_F): to first order the |cosine| between the unit neurons' change and
         HE's gradient. It splits the slack exactly as slack = (‖ΔW‖²/‖ΔŴ‖²)·(K/‖∇HE‖)²/alignment²:
@@ -79,20 +87,23 @@ class BoundCheck:
             holds_unit=self.holds_unit,
             slack=self.slack,
             alignment=self.alignment,
+            tangent_bound=self.tangent_bound,
         )
         return out
 
 
-def he_constant(W0: torch.Tensor, block_size: int = 1024) -> tuple[float, float]:
-    """(K, ‖∇HE(Ŵ₀)‖_F) of the unit rows of W₀, exact, one Gram block of rows at a time.
+def he_constant(W0: torch.Tensor, block_size: int = 1024) -> tuple[float, float, float]:
+    """(K, ‖∇HE(Ŵ₀)‖_F, ‖∇_S HE(Ŵ₀)‖_F) of the unit rows of W₀, exact, one Gram block at a time.
 
     Row k of the gradient is −2(s_k ŵ_k − Σ_j M_kj ŵ_j), M_kj = ‖ŵ_k − ŵ_j‖^{-3} (0 on the diagonal),
-    s_k = Σ_j M_kj; K = 4‖s‖₂. Coinciding neurons (distance 0) make both infinite, as in the theorem.
+    s_k = Σ_j M_kj; K = 4‖s‖₂. The sphere's gradient removes each row's radial part, g_k − (g_k·ŵ_k)ŵ_k.
+    Coinciding neurons (distance 0) make both infinite, as in the theorem.
     """
     X = unit_rows(W0)
     m = X.shape[0]
     s = torch.empty(m, dtype=torch.float64, device=X.device)
     grad_sq = torch.zeros((), dtype=torch.float64, device=X.device)
+    tangent_sq = torch.zeros((), dtype=torch.float64, device=X.device)
     for start in range(0, m, block_size):
         stop = min(start + block_size, m)
         d2 = (2.0 - 2.0 * (X[start:stop] @ X.T)).clamp_min_(0.0)
@@ -102,7 +113,9 @@ def he_constant(W0: torch.Tensor, block_size: int = 1024) -> tuple[float, float]
         s[start:stop] = M.sum(dim=1)
         g = -2.0 * (s[start:stop, None] * X[start:stop] - M @ X)
         grad_sq += (g * g).sum()
-    return 4.0 * float(s.norm()), float(grad_sq.sqrt())
+        t = g - (g * X[start:stop]).sum(dim=1, keepdim=True) * X[start:stop]
+        tangent_sq += (t * t).sum()
+    return 4.0 * float(s.norm()), float(grad_sq.sqrt()), float(tangent_sq.sqrt())
 
 
 def check_bound(W0: torch.Tensor, W: torch.Tensor, block_size: int = 1024) -> BoundCheck:
@@ -111,7 +124,7 @@ def check_bound(W0: torch.Tensor, W: torch.Tensor, block_size: int = 1024) -> Bo
         raise ValueError(
             f"check_bound needs two 2-D weights of one shape, got {tuple(W0.shape)} and {tuple(W.shape)}"
         )
-    K, grad_norm = he_constant(W0, block_size)
+    K, grad_norm, grad_tangent_norm = he_constant(W0, block_size)
 
     def he(X: torch.Tensor) -> float:
         return hyperspherical_energy(X, power=1.0, eps=0.0, block_size=block_size, normalized=False)
@@ -123,6 +136,7 @@ def check_bound(W0: torch.Tensor, W: torch.Tensor, block_size: int = 1024) -> Bo
         he=he(W),
         K=K,
         grad_norm=grad_norm,
+        grad_tangent_norm=grad_tangent_norm,
         dW_sq=float((dW * dW).sum()),
         dW_unit_sq=float((dU * dU).sum()),
     )

@@ -29,11 +29,16 @@ def test_constant_matches_the_formula_and_autograd():
     )
     Xg = X.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(_he(Xg), Xg)
-    K, grad_norm = he_constant(W0)
+    K, grad_norm, tangent = he_constant(W0)
     assert pytest.approx(K_loop, rel=1e-12) == K
     assert grad_norm == pytest.approx(float(grad.norm()), rel=1e-10)
     assert grad_norm <= K  # the inequality the theorem's proof rests on
-    assert he_constant(W0, block_size=2) == pytest.approx((K, grad_norm), rel=1e-12)
+    assert he_constant(W0, block_size=2) == pytest.approx((K, grad_norm, tangent), rel=1e-12)
+    # the gradient on the sphere = autograd through the row normalisation (whose Jacobian at unit
+    # rows is the tangent projector)
+    Xn = X.clone().requires_grad_(True)
+    (g_s,) = torch.autograd.grad(_he(Xn / Xn.norm(dim=1, keepdim=True)), Xn)
+    assert tangent == pytest.approx(float(g_s.norm()), rel=1e-10) and tangent < grad_norm
 
 
 def test_small_updates_satisfy_the_bound_and_large_ones_are_reported_honestly():
@@ -48,6 +53,8 @@ def test_small_updates_satisfy_the_bound_and_large_ones_are_reported_honestly():
         # the slack splits exactly into row norms × the constant's looseness × 1/alignment²
         split = (c.dW_sq / c.dW_unit_sq) * (c.K / c.grad_norm) ** 2 / c.alignment**2
         assert split == pytest.approx(c.slack, rel=1e-9) and 0 < c.alignment <= 1.01
+        # the sphere's gradient gives a sharper bound that still holds for small moves
+        assert c.bound < c.tangent_bound <= c.dW_unit_sq
     # the untouched matrix: no HE change, a bound of 0 that any |ΔV| meets
     same = check_bound(W0, W0.clone())
     assert same.d_he == 0 and same.bound == 0 and same.holds and same.slack == math.inf
