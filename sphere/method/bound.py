@@ -6,7 +6,8 @@ perturbation, the output change ΔV of an edited matrix is bounded below by the 
     |ΔV| ≥ (ΔHE / K)²,   K = 4 · ( Σ_k ( Σ_{j≠k} ‖w_k − w_j‖^{-3} )² )^{1/2},
 
 with w_k the pre-edit neurons (rows). Why it holds, in the form checked here: HE = Σ_{i≠j} ‖ŵ_i − ŵ_j‖⁻¹
-(power 1, no ε) over the unit neurons ŵ has gradient ∂HE/∂ŵ_k = −2 Σ_{j≠k} d_kj ‖d_kj‖^{-3},
+(the distance to the power −1, no ε: in the runs' HE convention Σ(‖ŵ_i − ŵ_j‖² + ε)^(−s), s = ½ and
+ε = 0, since the theorem's ‖·‖⁻³ is the gradient of ‖·‖⁻¹) over the unit neurons ŵ has gradient ∂HE/∂ŵ_k = −2 Σ_{j≠k} d_kj ‖d_kj‖^{-3},
 d_kj = ŵ_k − ŵ_j; its norm is at most 2 Σ_j ‖d_kj‖^{-2} ≤ 4 Σ_j ‖d_kj‖^{-3} (unit vectors: ‖d‖ ≤ 2), so
 ‖∇HE‖_F ≤ K, and to first order |ΔHE| ≤ ‖∇HE‖_F ‖ΔŴ‖_F ≤ K ‖ΔŴ‖_F. With orthonormal inputs (a basis
 of the key space) the output change is ‖ΔW K₀‖²_F = ‖ΔW‖²_F. So the theorem's ΔV is read as ‖ΔW‖²_F,
@@ -30,7 +31,7 @@ from sphere.method.energy import hyperspherical_energy, unit_rows
 class BoundCheck:
     """Theorem 1's terms for one matrix pair (W₀ → W)."""
 
-    he0: float  # HE(W₀), power 1, ε = 0, unnormalised (the theorem's scale)
+    he0: float  # HE(W₀) = Σ_{i≠j} ‖ŵ_i − ŵ_j‖⁻¹, unnormalised (the theorem's energy and scale)
     he: float  # HE(W)
     K: float  # the theorem's constant from W₀
     grad_norm: float  # ‖∇HE(Ŵ₀)‖_F, the tightest constant of the first-order argument (≤ K)
@@ -127,7 +128,8 @@ def check_bound(W0: torch.Tensor, W: torch.Tensor, block_size: int = 1024) -> Bo
     K, grad_norm, grad_tangent_norm = he_constant(W0, block_size)
 
     def he(X: torch.Tensor) -> float:
-        return hyperspherical_energy(X, power=1.0, eps=0.0, block_size=block_size, normalized=False)
+        # Σ ‖ŵ_i − ŵ_j‖⁻¹: power ½ on the squared distances HE is written in (the theorem's energy)
+        return hyperspherical_energy(X, power=0.5, eps=0.0, block_size=block_size, normalized=False)
 
     dW = W.detach().double() - W0.detach().double()
     dU = unit_rows(W) - unit_rows(W0)

@@ -41,6 +41,18 @@ def test_constant_matches_the_formula_and_autograd():
     assert tangent == pytest.approx(float(g_s.norm()), rel=1e-10) and tangent < grad_norm
 
 
+def test_energy_is_the_theorems_inverse_distance_sum():
+    """K is built from ‖·‖⁻³, the gradient of Σ‖ŵ_i − ŵ_j‖⁻¹, so ΔHE must be that energy's change."""
+    g = torch.Generator().manual_seed(6)
+    W0, W = (
+        torch.randn(9, 6, generator=g, dtype=torch.float64),
+        torch.randn(9, 6, generator=g, dtype=torch.float64),
+    )
+    c = check_bound(W0, W)
+    assert c.he0 == pytest.approx(float(_he(_unit(W0))), rel=1e-12)
+    assert c.he == pytest.approx(float(_he(_unit(W))), rel=1e-12)
+
+
 def test_small_updates_satisfy_the_bound_and_large_ones_are_reported_honestly():
     g = torch.Generator().manual_seed(1)
     W0 = _unit(torch.randn(16, 10, generator=g)).float()  # unit neurons: ΔŴ ≈ ΔW to first order
