@@ -53,7 +53,7 @@ def test_energy_is_the_theorems_inverse_distance_sum():
     assert c.he == pytest.approx(float(_he(_unit(W))), rel=1e-12)
 
 
-def test_small_updates_satisfy_the_bound_and_large_ones_are_reported_honestly():
+def test_small_updates_satisfy_tkept_weights_and_large_ones_are_reported_honestly():
     g = torch.Generator().manual_seed(1)
     W0 = _unit(torch.randn(16, 10, generator=g)).float()  # unit neurons: ΔŴ ≈ ΔW to first order
     for scale in (1e-4, 1e-3, 1e-2):
@@ -97,10 +97,10 @@ def test_script_evaluates_every_kept_point_of_a_run(tmp_path, capsys):
     from sphere.run.saved import save_kept
 
     root = Path(__file__).resolve().parents[2]
-    spec = importlib.util.spec_from_file_location("he_bound", root / "scripts" / "he_bound.py")
+    spec = importlib.util.spec_from_file_location("kept_weights", root / "scripts" / "kept_weights.py")
     assert spec is not None and spec.loader is not None
-    he_bound = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(he_bound)
+    kept_weights = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kept_weights)
 
     run = tmp_path / "run"
     run.mkdir()
@@ -116,7 +116,7 @@ def test_script_evaluates_every_kept_point_of_a_run(tmp_path, capsys):
     for n in (10, 20):
         save_kept(run, n, {k: w + 1e-3 * n * torch.randn(8, 6, generator=g) for k, w in W0.items()}, names)
     out = tmp_path / "bound.json"
-    assert he_bound.main([str(tmp_path), "--json", str(out)]) == 0
+    assert kept_weights.main([str(tmp_path), "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
     assert [(r["n_edits"], r["layer"]) for r in rows] == [(10, 4), (10, 5), (20, 4), (20, 5)]
     assert rows[1]["K"] == pytest.approx(he_constant(W0[5])[0])
