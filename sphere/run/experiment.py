@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -22,7 +23,8 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     """Validate, load, edit, evaluate; returns the summary (also written to ``out_dir``).
 
     With ``run.plan`` only the memory and disk plan is printed (nothing is loaded or written); a
-    real run checks the same plan before loading the model (``run.plan_check``).
+    real run checks the same plan before loading the model (``run.plan_check``). With
+    ``run.prepare`` the model is loaded and the editor set up (filling the caches), and nothing more.
     """
     import torch
 
@@ -44,12 +46,21 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     records = _records(s)
     if s.run.plan_check:
         _check_plan(s, len(records))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    if not s.run.prepare:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     torch.manual_seed(s.run.seed)
     model, tok = load_model(s.model, s.run.cache_dir)
     check_tokenizable(records, tok, source=s.dataset.path)  # empty targets fail here, not mid-run
     runner = SequentialRun(s, model, tok, model_id(s.model), records, out_dir)
+    if s.run.prepare:
+        start = time.monotonic()
+        runner.editor.setup()  # statistics, templates, projectors: what the first batch would compute
+        print(
+            f"prepared {s.model.name} for {s.editor_name} in {time.monotonic() - start:.0f} s "
+            f"(cache: {s.run.cache_dir}); nothing was edited"
+        )
+        return {"prepared": True}
     state = load_checkpoint(out_dir / "checkpoint") if s.run.resume else None
     job = f"{s.editor_name}{'+sphere' if s.sphere.enabled else ''}"
     sweep = _hydra_sweep()
