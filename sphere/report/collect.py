@@ -36,6 +36,7 @@ SETTING_COLS = [
     "alpha",
     "beta",
     "rank",
+    "reference",
 ]
 IDENTITY_COLS = [*SETTING_COLS, "seed"]
 # The columns a table groups its rows under (one bold "best" per column within each block).
@@ -202,8 +203,22 @@ def identity(run: Run) -> dict[str, Any]:
         "alpha": float(sph["alpha"]) if on and sph.get("alpha") is not None else None,
         "beta": float(sph["beta"]) if on and not rank and sph.get("beta") is not None else None,
         "rank": int(rank) if rank else None,
+        "reference": _reference(sph) if on else None,
         "seed": int(seed) if seed is not None else 0,
     }
+
+
+def _reference(sph: dict) -> str | None:
+    """The weights SPHERE's U came from when they are not the editor's default, else None, so runs
+    that only spell the default differently ("auto", or "current" for MEMIT) stay one setting. Runs
+    record the resolved value and the default (summary.json sphere.resolved); for runs that predate
+    that record an explicit value is taken as given and "auto" as the default."""
+    resolved = sph.get("resolved")
+    if isinstance(resolved, dict) and resolved.get("reference"):
+        resolved_ref = str(resolved["reference"])
+        return None if resolved_ref == resolved.get("default_reference") else resolved_ref
+    given = sph.get("reference")
+    return str(given) if given and given != "auto" else None
 
 
 def setting_id(ident: dict[str, Any]) -> str:
@@ -223,6 +238,8 @@ def setting_label(ident: dict[str, Any]) -> str:
         parts.append(f"r={int(ident['rank'])}")
     elif _present(ident.get("beta")):
         parts.append(f"β={ident['beta']:g}")
+    if _present(ident.get("reference")):  # only when not the editor's default
+        parts.append("U from W₀" if ident["reference"] == "pretrained" else "U from the live W")
     return f"{name} + SPHERE ({', '.join(parts)})" if parts else f"{name} + SPHERE"
 
 

@@ -52,7 +52,8 @@ class SequentialRun:
         self.s, self.model, self.tok, self.records, self.out_dir = s, model, tok, list(records), out_dir
         self.spec = spec_for(model)
         entry = get_editor(s.editor_name)
-        self.sphere = sphere_transform(s.sphere, entry.placement(s.editor), s.editor_name)
+        self.placement = entry.placement(s.editor)
+        self.sphere = sphere_transform(s.sphere, self.placement, s.editor_name)
         self.ctx = build_context(
             model,
             tok,
@@ -164,7 +165,9 @@ class SequentialRun:
         header = {
             "model": s.model.name,
             "editor": s.editor_name,
-            "sphere": asdict(s.sphere),
+            # the config as given, plus where "auto" resolved for this editor (the report tells
+            # runs with U from W₀ and from the live weights apart by it)
+            "sphere": asdict(s.sphere) | ({"resolved": self._resolved_sphere()} if self.sphere else {}),
             "dataset": s.dataset.kind,
             "protocol": s.eval.protocol,
             "n_edits": progress.n_edits,
@@ -176,6 +179,16 @@ class SequentialRun:
         if progress.skipped:
             header["skipped_batches"] = [b + 1 for b in progress.skipped]
         return build_summary(header, pre=progress.pre or {}, final=final, timings=progress.timings)
+
+    def _resolved_sphere(self) -> dict[str, str]:
+        """Where SPHERE acted and which weights U came from, with the editor's defaults beside them."""
+        assert self.sphere is not None
+        return {
+            "point": self.sphere.point,
+            "reference": self.sphere.reference,
+            "default_point": self.placement.default_point,
+            "default_reference": self.placement.default_reference,
+        }
 
     def _edit_batch(self, b: int, batches: list[list[EditRecord]], progress: Progress) -> dict[str, Any]:
         """Apply batch ``b``, measure what is scheduled; the metrics row. A non-finite update stops

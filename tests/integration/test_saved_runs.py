@@ -48,6 +48,14 @@ def test_kept_points_and_summary_fields(saved_run):
     summary = json.loads((saved_run / "summary.json").read_text())
     assert summary["seed"] == 0
     assert summary["efficacy_se"] >= 0.0 and "specificity_top1_se" in summary
+    # where "auto" resolved for MEMIT (the report keys settings on a non-default reference)
+    assert summary["sphere"]["reference"] == "auto"
+    assert summary["sphere"]["resolved"] == {
+        "point": "step",
+        "reference": "current",
+        "default_point": "step",
+        "default_reference": "current",
+    }
 
 
 def test_reevaluation_reproduces_the_logged_metrics(saved_run):

@@ -18,7 +18,7 @@ from scipy import stats as sps
 
 from sphere.cli.report import main as report_main
 from sphere.report.build import build_report
-from sphere.report.collect import NoRunsError, collect, setting_label
+from sphere.report.collect import NoRunsError, Run, collect, identity, setting_id, setting_label
 from sphere.report.figures import cosine_histogram, sample_rows
 from sphere.report.stats import CI95, SE, aggregate_settings, describe, t_halfwidth, within_group_correlation
 from sphere.report.tables import build_table, cell_text, to_csv, to_latex, to_markdown
@@ -283,6 +283,37 @@ def test_within_group_correlation_is_the_partial_correlation_given_group_dummies
     assert math.isnan(
         within_group_correlation(pd.Series([1.0, 2.0]), pd.Series([3.0, 1.0]), pd.Series([0, 1]))[0]
     )
+
+
+def test_sphere_reference_splits_settings_only_when_not_the_editors_default() -> None:
+    def ident(sphere: dict) -> dict:
+        summary = {"editor": "memit", "model": "m", "dataset": "counterfact", "protocol": "p", "seed": 0}
+        return identity(
+            Run(
+                Path("."),
+                "r",
+                {},
+                summary | {"sphere": {"enabled": True, "alpha": 0.8, "beta": 0.5, **sphere}},
+                [],
+            )
+        )
+
+    old_auto = ident({"reference": "auto"})  # a run from before summaries recorded the resolution
+    new_default = ident(
+        {"reference": "current", "resolved": {"reference": "current", "default_reference": "current"}}
+    )
+    pretrained = ident(
+        {"reference": "pretrained", "resolved": {"reference": "pretrained", "default_reference": "current"}}
+    )
+    assert setting_id(old_auto) == setting_id(new_default)
+    assert setting_id(pretrained) != setting_id(new_default)
+    assert setting_label(new_default) == "MEMIT + SPHERE (α=0.8, β=0.5)"
+    assert setting_label(pretrained) == "MEMIT + SPHERE (α=0.8, β=0.5, U from W₀)"
+    # PRUNE's default is W₀: there the live weights are the exception that is named
+    prune_live = ident(
+        {"reference": "current", "resolved": {"reference": "current", "default_reference": "pretrained"}}
+    )
+    assert setting_label(prune_live).endswith("U from the live W)")
 
 
 def test_cosine_histogram_counts_pairs_and_samples_rows() -> None:
