@@ -96,7 +96,8 @@ class NoRunsError(FileNotFoundError):
 
 def find_run_dirs(paths: list[Path]) -> list[Path]:
     """Every directory under ``paths`` (recursively, the paths themselves included) holding
-    ``config.yaml`` and ``metrics.jsonl``; sorted, without duplicates."""
+    ``config.yaml`` and ``metrics.jsonl``; sorted, without duplicates, relative to the working
+    directory when below it (tables and JSON that are committed then name no machine's paths)."""
     found: set[Path] = set()
     for root in paths:
         root = Path(root)
@@ -106,7 +107,8 @@ def find_run_dirs(paths: list[Path]) -> list[Path]:
         for m in candidates:
             if m.is_file() and (m.parent / "config.yaml").is_file():
                 found.add(m.parent.resolve())
-    return sorted(found)
+    cwd = Path.cwd().resolve()
+    return sorted(p.relative_to(cwd) if p.is_relative_to(cwd) else p for p in found)
 
 
 def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
@@ -131,7 +133,7 @@ def _run_id(path: Path, roots: list[Path]) -> str:
     """The run's path relative to the input it was found under (short, unique in one report)."""
     for root in roots:
         try:
-            rel = path.relative_to(Path(root).resolve())
+            rel = path.resolve().relative_to(Path(root).resolve())
         except ValueError:
             continue
         return str(Path(Path(root).resolve().name) / rel) if str(rel) != "." else Path(root).resolve().name
