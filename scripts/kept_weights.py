@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from sphere.io import atomic_write_json
-from sphere.method.bound import check_bound
+from sphere.method.bound import bound_reference, check_bound
 from sphere.method.energy import cosine_spread
 from sphere.method.projection import principal_directions, span_share
 from sphere.report.collect import find_run_dirs, identity, load_run
@@ -40,10 +40,11 @@ def rows_of(run_dir: Path, beta: float = 0.5) -> list[dict]:
     w0 = load_kept(kept_path(run_dir, 0))
     directions = {layer: principal_directions(w, beta=beta) for layer, w in w0.items()}
     spread0 = {layer: cosine_spread(w) for layer, w in w0.items()}
+    reference = {layer: bound_reference(w) for layer, w in w0.items()}  # once per layer, not per point
     rows = []
     for n in points:
         for layer, w in sorted(load_kept(kept_path(run_dir, n)).items()):
-            c = check_bound(w0[layer], w)
+            c = check_bound(w0[layer], w, reference=reference[layer])
             pd = directions[layer]
             rows.append(
                 {

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from sphere.method.energy import hyperspherical_energy, unit_rows
+from sphere.method.energy import gram_blocks, hyperspherical_energy, unit_rows
 
 
 @dataclass(frozen=True)
@@ -101,44 +101,65 @@ def he_constant(W0: torch.Tensor, block_size: int = 1024) -> tuple[float, float,
     Coinciding neurons (distance 0) make both infinite, as in the theorem.
     """
     X = unit_rows(W0)
-    m = X.shape[0]
-    s = torch.empty(m, dtype=torch.float64, device=X.device)
+    s = torch.empty(X.shape[0], dtype=torch.float64, device=X.device)
     grad_sq = torch.zeros((), dtype=torch.float64, device=X.device)
     tangent_sq = torch.zeros((), dtype=torch.float64, device=X.device)
-    for start in range(0, m, block_size):
-        stop = min(start + block_size, m)
-        d2 = (2.0 - 2.0 * (X[start:stop] @ X.T)).clamp_min_(0.0)
-        M = d2.pow_(-1.5)
-        rows = torch.arange(stop - start, device=X.device)
-        M[rows, rows + start] = 0.0
-        s[start:stop] = M.sum(dim=1)
-        g = -2.0 * (s[start:stop, None] * X[start:stop] - M @ X)
+    for rows, G, self_pairs in gram_blocks(X, block_size):
+        M = G.mul_(-2.0).add_(2.0).clamp_min_(0.0).pow_(-1.5)  # ‖ŵ_k − ŵ_j‖² = 2 − 2 cos θ_kj
+        M[self_pairs] = 0.0
+        s[rows] = M.sum(dim=1)
+        g = -2.0 * (s[rows, None] * X[rows] - M @ X)
         grad_sq += (g * g).sum()
-        t = g - (g * X[start:stop]).sum(dim=1, keepdim=True) * X[start:stop]
+        t = g - (g * X[rows]).sum(dim=1, keepdim=True) * X[rows]
         tangent_sq += (t * t).sum()
     return 4.0 * float(s.norm()), float(grad_sq.sqrt()), float(tangent_sq.sqrt())
 
 
-def check_bound(W0: torch.Tensor, W: torch.Tensor, block_size: int = 1024) -> BoundCheck:
-    """Theorem 1's terms for the update W₀ → W of one matrix (rows = neurons, any float dtype)."""
+def theorem_energy(W: torch.Tensor, block_size: int = 1024) -> float:
+    """Σ_{i≠j} ‖ŵ_i − ŵ_j‖⁻¹, the theorem's energy: power ½ on the squared distances HE is written
+    in, no ε, unnormalised."""
+    return hyperspherical_energy(W, power=0.5, eps=0.0, block_size=block_size, normalized=False)
+
+
+@dataclass(frozen=True)
+class BoundReference:
+    """The W₀ terms of Theorem 1 (its energy and constants): O(m²c) each, so computed once per
+    matrix and shared by every later point of a run (``check_bound(..., reference=...)``)."""
+
+    he0: float
+    K: float
+    grad_norm: float
+    grad_tangent_norm: float
+
+
+def bound_reference(W0: torch.Tensor, block_size: int = 1024) -> BoundReference:
+    """Theorem 1's W₀ terms of one matrix (rows = neurons)."""
+    return BoundReference(theorem_energy(W0, block_size), *he_constant(W0, block_size))
+
+
+def check_bound(
+    W0: torch.Tensor,
+    W: torch.Tensor,
+    block_size: int = 1024,
+    reference: BoundReference | None = None,
+) -> BoundCheck:
+    """Theorem 1's terms for the update W₀ → W of one matrix (rows = neurons, any float dtype).
+
+    ``reference``: ``bound_reference(W0)`` when several W are checked against one W₀.
+    """
     if W0.shape != W.shape or W0.ndim != 2:
         raise ValueError(
             f"check_bound needs two 2-D weights of one shape, got {tuple(W0.shape)} and {tuple(W.shape)}"
         )
-    K, grad_norm, grad_tangent_norm = he_constant(W0, block_size)
-
-    def he(X: torch.Tensor) -> float:
-        # Σ ‖ŵ_i − ŵ_j‖⁻¹: power ½ on the squared distances HE is written in (the theorem's energy)
-        return hyperspherical_energy(X, power=0.5, eps=0.0, block_size=block_size, normalized=False)
-
+    ref = reference if reference is not None else bound_reference(W0, block_size)
     dW = W.detach().double() - W0.detach().double()
     dU = unit_rows(W) - unit_rows(W0)
     return BoundCheck(
-        he0=he(W0),
-        he=he(W),
-        K=K,
-        grad_norm=grad_norm,
-        grad_tangent_norm=grad_tangent_norm,
+        he0=ref.he0,
+        he=theorem_energy(W, block_size),
+        K=ref.K,
+        grad_norm=ref.grad_norm,
+        grad_tangent_norm=ref.grad_tangent_norm,
         dW_sq=float((dW * dW).sum()),
         dW_unit_sq=float((dU * dU).sum()),
     )

@@ -12,6 +12,7 @@ O(block_size · m) memory, one matmul per block.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 
@@ -34,6 +35,20 @@ def unit_rows(W: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tens
     return X.div_(X.norm(2, dim=1, keepdim=True).clamp_min(1e-12))
 
 
+def gram_blocks(
+    X: torch.Tensor, block_size: int
+) -> Iterator[tuple[slice, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]]:
+    """Row blocks of X Xᵀ: (rows, G, self_pairs) with G = X[rows] @ Xᵀ (a new block_size × m tensor,
+    free to modify) and ``G[self_pairs]`` its entries (i, i). Every pairwise sum over W's neurons
+    (HE, the cosines' spread, Theorem 1's constant) walks these blocks, so each holds only
+    O(block_size · m) memory and leaves the self-pairs out the same way."""
+    m = X.shape[0]
+    for start in range(0, m, block_size):
+        stop = min(start + block_size, m)
+        i = torch.arange(stop - start, device=X.device)
+        yield slice(start, stop), X[start:stop] @ X.T, (i, i + start)
+
+
 def cosine_spread(W: torch.Tensor, block_size: int = 1024) -> float:
     """Standard deviation of the cosines between all pairs of W's rows (exact, float64, blockwise).
 
@@ -43,10 +58,8 @@ def cosine_spread(W: torch.Tensor, block_size: int = 1024) -> float:
     X = unit_rows(W)
     m = X.shape[0]
     total, total_sq = 0.0, 0.0
-    for start in range(0, m, block_size):
-        G = X[start : start + block_size] @ X.T
-        idx = torch.arange(G.shape[0], device=G.device)
-        G[idx, start + idx] = 0.0  # leave out each row's cosine with itself
+    for _, G, self_pairs in gram_blocks(X, block_size):
+        G[self_pairs] = 0.0  # leave out each row's cosine with itself
         total += float(G.sum())
         total_sq += float(G.pow(2).sum())
     n = m * (m - 1)
@@ -92,12 +105,10 @@ def hyperspherical_energy(
         X = unit_rows(W, dtype)
         sq = torch.cat([(x * x).sum(dim=1) for x in X.split(block_size)])
         total = torch.zeros((), dtype=torch.float64, device=W.device)
-        for start in range(0, m, block_size):
-            stop = min(start + block_size, m)
-            d2 = (sq[start:stop, None] + sq[None, :] - 2.0 * (X[start:stop] @ X.T)).clamp_min_(0.0)
-            terms = (d2 + eps).pow_(-power)
-            rows = torch.arange(stop - start, device=W.device)
-            terms[rows, rows + start] = 0.0  # i == j is not a pair
+        for rows, G, self_pairs in gram_blocks(X, block_size):
+            d2 = G.mul_(-2.0).add_(sq[rows, None]).add_(sq[None, :]).clamp_min_(0.0)
+            terms = d2.add_(eps).pow_(-power)
+            terms[self_pairs] = 0.0  # i == j is not a pair
             total += terms.sum(dtype=torch.float64)
         he = float(total)
     return he / (m * (m - 1)) if normalized else he
@@ -121,4 +132,10 @@ def hyperspherical_energy_naive(W: torch.Tensor, power: float = 1.0, eps: float 
     return he
 
 
-__all__ = ["hyperspherical_energy", "hyperspherical_energy_naive", "unit_rows"]
+__all__ = [
+    "cosine_spread",
+    "gram_blocks",
+    "hyperspherical_energy",
+    "hyperspherical_energy_naive",
+    "unit_rows",
+]

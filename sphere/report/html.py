@@ -107,7 +107,7 @@ def results_table_html(table: Table) -> str:
                 if cell is not None and not math.isnan(cell.mean):
                     tip = f" title='n={cell.n}, sd={_e(_fmt(cell.sd))}, 95% CI ±{_e(_fmt(cell.ci))}, SE {_e(_fmt(cell.se))}'"
                 parts.append(
-                    f"<td class='{cls}' data-v='{_v(cell.mean) if cell else ''}'{tip}>{_e(cell_text(cell))}</td>"
+                    f"<td class='{cls}' data-v='{_v(cell.mean) if cell else ''}'{tip}>{_e(cell_text(cell, c.key))}</td>"
                 )
             parts.append("</tr>")
         parts.append("</tbody></table></div>")

@@ -243,13 +243,21 @@ def fmt_number(x: float) -> str:
     return f"{x:.3g}"
 
 
-def cell_text(cell: Cell | None, *, unicode_markers: bool = True) -> str:
-    """``mean ± err`` with its markers (``†`` single-seed SE, superscript note numbers)."""
+def fmt_value(x: float, key: str | None = None) -> str:
+    """A value of column ``key``: HE changes (~1e-3 % after hundreds of edits) with 3 significant
+    digits, so 0.0129 and 0.0053 do not both print as 0.01; every other column by ``fmt_number``."""
+    if key == HE_COL and x is not None and not math.isnan(x) and x != 0:
+        return f"{x:.3g}"
+    return fmt_number(x)
+
+
+def cell_text(cell: Cell | None, key: str | None = None, *, unicode_markers: bool = True) -> str:
+    """``mean ± err`` of column ``key`` with its markers (``†`` single-seed SE, superscript notes)."""
     if cell is None or math.isnan(cell.mean):
         return "–"
-    text = fmt_number(cell.mean)
+    text = fmt_value(cell.mean, key)
     if cell.err_kind in (CI95, SE) and not math.isnan(cell.err):
-        text += f" ± {fmt_number(cell.err)}"
+        text += f" ± {fmt_value(cell.err, key)}"
     if cell.err_kind == SE:
         text += DAGGER
     if cell.notes:
@@ -319,7 +327,7 @@ def display_frame(table: Table, block: str | None = None) -> pd.DataFrame:
         rec = {"Setting": r.label, "Seeds": runs_text(r)}
         for col in table.columns:
             c = r.cells.get(col.key)
-            text = cell_text(c)
+            text = cell_text(c, col.key)
             rec[col.header] = f"**{text}**" if c is not None and c.best else text
         recs.append(rec)
     return pd.DataFrame(recs, columns=["Setting", "Seeds", *[c.header for c in table.columns]])
@@ -351,8 +359,7 @@ def curve_markdown(runs: pd.DataFrame, curves: pd.DataFrame, metrics: tuple[str,
         for m in metrics:
             agg = aggregate_curve(curves[curves["setting_id"].isin(labels.index)], m)
             for r in agg.itertuples():
-                fmt = (lambda x: f"{x:.3g}") if m == HE_COL else fmt_number  # HE changes are ~1e-3 %
-                text = fmt(r.mean) + (f" ± {fmt(r.ci)}" if r.n > 1 else "")
+                text = fmt_value(r.mean, m) + (f" ± {fmt_value(r.ci, m)}" if r.n > 1 else "")
                 cells.setdefault((labels[r.setting_id], int(r.n_edits_done)), {})[m] = text
         if not cells:
             continue
@@ -405,12 +412,12 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
 
 
-def _latex_cell(cell: Cell | None) -> str:
+def _latex_cell(cell: Cell | None, key: str) -> str:
     if cell is None or math.isnan(cell.mean):
         return "--"
-    text = fmt_number(cell.mean)
+    text = fmt_value(cell.mean, key)
     if cell.err_kind in (CI95, SE) and not math.isnan(cell.err):
-        text += rf"$\pm${fmt_number(cell.err)}"
+        text += rf"$\pm${fmt_value(cell.err, key)}"
     if cell.best:
         text = rf"\textbf{{{text}}}"
     if cell.err_kind == SE:
@@ -442,7 +449,7 @@ def to_latex(table: Table, caption: str = "Sequential editing results.", label: 
         for r in table.rows:
             if r.block != block:
                 continue
-            cells = [_latex_cell(r.cells.get(c.key)) for c in table.columns]
+            cells = [_latex_cell(r.cells.get(c.key), c.key) for c in table.columns]
             lines.append(" & ".join([latex_escape(r.label), latex_escape(runs_text(r)), *cells]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}}", r"\par\smallskip\footnotesize"]
     lines += [latex_escape(line).replace(DAGGER, r"$^\dagger$") + r"\\" for line in legend_lines(table)]
@@ -463,7 +470,7 @@ def to_terminal(
             "block": r.block,
             "setting": r.label,
             "seeds": runs_text(r),
-            **{c.header: cell_text(r.cells.get(c.key)) for c in cols},
+            **{c.header: cell_text(r.cells.get(c.key), c.key) for c in cols},
         }
         for r in table.rows
     ]

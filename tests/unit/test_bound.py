@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from sphere.method.bound import check_bound, he_constant
+from sphere.method.bound import bound_reference, check_bound, he_constant
 
 
 def _unit(W: torch.Tensor) -> torch.Tensor:
@@ -53,7 +53,7 @@ def test_energy_is_the_theorems_inverse_distance_sum():
     assert c.he == pytest.approx(float(_he(_unit(W))), rel=1e-12)
 
 
-def test_small_updates_satisfy_tkept_weights_and_large_ones_are_reported_honestly():
+def test_small_updates_satisfy_the_bound_and_large_ones_are_reported_honestly():
     g = torch.Generator().manual_seed(1)
     W0 = _unit(torch.randn(16, 10, generator=g)).float()  # unit neurons: ΔŴ ≈ ΔW to first order
     for scale in (1e-4, 1e-3, 1e-2):
@@ -122,3 +122,13 @@ def test_script_evaluates_every_kept_point_of_a_run(tmp_path, capsys):
     assert rows[1]["K"] == pytest.approx(he_constant(W0[5])[0])
     assert all(0 <= r["span_share"] <= 1 and 0 < r["random_share"] <= 1 for r in rows)
     assert "holds for 4 of 4" in capsys.readouterr().out
+
+
+def test_a_shared_reference_gives_the_same_check():
+    """kept_weights.py computes W₀'s terms once per layer; every point's check must be unchanged."""
+    g = torch.Generator().manual_seed(7)
+    W0 = torch.randn(12, 8, generator=g, dtype=torch.float64)
+    ref = bound_reference(W0)
+    for scale in (1e-3, 1e-1):
+        W = W0 + scale * torch.randn(12, 8, generator=g, dtype=torch.float64)
+        assert check_bound(W0, W, reference=ref) == check_bound(W0, W)  # the same numbers, bit for bit

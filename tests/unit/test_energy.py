@@ -71,3 +71,14 @@ def test_cosine_spread_is_the_sd_of_all_pairwise_cosines() -> None:
     assert cosine_spread(W) == pytest.approx(float(cos.std(unbiased=False)), rel=1e-10)
     assert cosine_spread(W, block_size=4) == pytest.approx(cosine_spread(W), rel=1e-12)
     assert cosine_spread(3 * W) == pytest.approx(cosine_spread(W), rel=1e-12)  # directions only
+
+
+def test_gram_blocks_cover_the_gram_matrix_once() -> None:
+    from sphere.method.energy import gram_blocks
+
+    X = torch.randn(7, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    blocks = list(gram_blocks(X, 3))
+    assert [b[0] for b in blocks] == [slice(0, 3), slice(3, 6), slice(6, 7)]
+    assert torch.equal(torch.cat([G for _, G, _ in blocks]), X @ X.T)
+    diag = torch.cat([G[pairs] for _, G, pairs in blocks])
+    assert torch.equal(diag, torch.diagonal(X @ X.T))

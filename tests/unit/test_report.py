@@ -447,3 +447,12 @@ def test_summary_without_se_seed_notes_and_empty_metrics(tmp_path: Path) -> None
     )
     assert rep.table.footnotes == []
     assert (rep.out_dir / "report.html").is_file()
+
+
+def test_he_change_keeps_three_significant_digits_where_edit_quality_keeps_two_decimals():
+    from sphere.report.tables import HE_COL, Cell, cell_text, fmt_value
+
+    assert fmt_value(0.0129, HE_COL) == "0.0129" and fmt_value(0.00716, HE_COL) == "0.00716"
+    assert fmt_value(0.0129, "efficacy") == "0.01" and fmt_value(97.333, "efficacy") == "97.33"
+    assert fmt_value(float("nan"), HE_COL) == "–"
+    assert cell_text(Cell(mean=0.0129, err=0.0021, err_kind="ci95"), HE_COL) == "0.0129 ± 0.0021"
