@@ -51,3 +51,24 @@ def test_rows_are_sorted_shared_overrides_lifted_and_unfinished_jobs_listed(tmp_
 def test_the_committed_targets_regenerate():
     rows = tuning_table.rows_of(ROOT / "docs" / "results" / "targets_smollm2")
     assert rows and all(r["summary"] and r["summary"]["n_edits"] == 100 for r in rows)
+
+
+def test_keep_results_copies_finished_runs_and_the_table_reads_the_copy(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("keep_results", ROOT / "scripts" / "keep_results.py")
+    assert spec and spec.loader
+    keep_results = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(keep_results)
+    sweep = tmp_path / "sweep"
+    jobs = [_job(sweep, "a", 400, 80.0, relative=False), _job(sweep, "c", 6400, None, relative=True)]
+    jobs[0]["status"], jobs[1]["status"] = "finished", "running"
+    (sweep / "a" / "metrics.jsonl").write_text('{"n_edits": 0}\n')
+    (sweep / "a" / "kept").mkdir()  # weights never come along
+    (sweep / "index.json").write_text(json.dumps({"jobs": jobs}))
+    dest = tmp_path / "docs" / "kept"
+    assert keep_results.keep(sweep, dest) == [str(sweep / "c")]
+    assert sorted(p.name for p in (dest / "a").iterdir()) == ["metrics.jsonl", "summary.json"]
+    index = json.loads((dest / "index.json").read_text())
+    assert [j["run_dir"] for j in index["jobs"]] == ["a"] and index["counts"] == {"finished": 1}
+    tuning_table.main([str(dest)])
+    assert "| 80.0 |" in capsys.readouterr().out
+    assert keep_results.main([str(tmp_path / "nowhere"), str(dest)]) == 2
