@@ -37,6 +37,10 @@ class ModelSpec:
             every block returns its hidden state as a tensor (transformers ≥ 5 decoders; GPT-2 adds
             position embeddings first). Then a forward can start at block L from a cached state by
             making blocks 0..L−1 identities (``editors.core.nethook.start_at_block``).
+        post_mlp_norm: a norm the MLP output passes before it is added to the residual stream
+            (Gemma 2/3's ``post_feedforward_layernorm``), or None. Every editor here models the
+            edit as ΔW k added to the residual; through such a norm that model does not hold (the
+            run warns; docs/tuning.md, "Gemma-3-270M", has the measurements).
     """
 
     arch: str
@@ -48,6 +52,7 @@ class ModelSpec:
     lm_head: str
     conv1d: bool = False
     embeds_enter_blocks: bool = False
+    post_mlp_norm: str | None = None
 
     def block_name(self, layer: int) -> str:
         return self.block.format(layer)
@@ -77,8 +82,12 @@ SPECS: dict[str, ModelSpec] = {
     "mistral": ModelSpec(arch="mistral", **_DECODER),
     "qwen2": ModelSpec(arch="qwen2", **_DECODER),
     "qwen3": ModelSpec(arch="qwen3", **_DECODER),
-    "gemma3_text": ModelSpec(arch="gemma3", **_DECODER),
-    "gemma2": ModelSpec(arch="gemma2", **_DECODER),
+    "gemma3_text": ModelSpec(
+        arch="gemma3", post_mlp_norm="model.layers.{}.post_feedforward_layernorm", **_DECODER
+    ),
+    "gemma2": ModelSpec(
+        arch="gemma2", post_mlp_norm="model.layers.{}.post_feedforward_layernorm", **_DECODER
+    ),
     "gpt2": ModelSpec(
         arch="gpt2",
         body="transformer",
