@@ -106,7 +106,9 @@ def hyperspherical_energy(
         sq = torch.cat([(x * x).sum(dim=1) for x in X.split(block_size)])
         total = torch.zeros((), dtype=torch.float64, device=W.device)
         for rows, G, self_pairs in gram_blocks(X, block_size):
-            d2 = (sq[rows, None] + sq[None, :]).sub_(G.mul_(2.0)).clamp_min_(0.0)  # (‖x̂_i‖² + ‖x̂_j‖²) − 2 x̂_i·x̂_j
+            d2 = (
+                (sq[rows, None] + sq[None, :]).sub_(G.mul_(2.0)).clamp_min_(0.0)
+            )  # (‖x̂_i‖² + ‖x̂_j‖²) − 2 x̂_i·x̂_j
             terms = d2.add_(eps).pow_(-power)
             terms[self_pairs] = 0.0  # i == j is not a pair
             total += terms.sum(dtype=torch.float64)
