@@ -4,7 +4,8 @@ docs/tuning.md and docs/results.md regenerate from committed files alone:
 
     python scripts/keep_results.py outputs/sweeps/targets_smollm2/rome docs/results/targets_smollm2_rome
 
-Per finished job: summary.json, metrics.jsonl, config.yaml (never checkpoints or kept weights).
+Per finished job: summary.json, metrics.jsonl, config.yaml and the re-evaluations of ``sphere-eval``
+(reeval/*.json); never checkpoints or kept weights.
 The sweep's index.json comes along with each run directory written relative to it, so
 ``scripts/tuning_table.py`` and ``sphere-report`` read the copy as they read the sweep. Unfinished
 jobs are left out and named. Files are written atomically; rerunning refreshes the copy.
@@ -36,9 +37,10 @@ def keep(sweep: Path, dest: Path) -> list[str]:
         if job.get("status") != "finished" or not (run_dir / "summary.json").is_file():
             skipped.append(str(run_dir))
             continue
-        for name in SMALL_FILES:
-            if (run_dir / name).is_file():
-                atomic_write_text(dest / run_dir.name / name, (run_dir / name).read_text())
+        names = [n for n in SMALL_FILES if (run_dir / n).is_file()]
+        names += [str(p.relative_to(run_dir)) for p in sorted(run_dir.glob("reeval/*.json"))]
+        for name in names:
+            atomic_write_text(dest / run_dir.name / name, (run_dir / name).read_text())
         kept.append({**job, "run_dir": run_dir.name})
     counts = {"finished": len(kept)}
     atomic_write_json(dest / "index.json", {**index, "sweep_dir": str(dest), "counts": counts, "jobs": kept})
