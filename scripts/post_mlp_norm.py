@@ -17,6 +17,9 @@ import sys
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from editors.core.model_spec import get_module, spec_for
+from editors.core.nethook import capture
+
 PROMPTS = [
     "The Eiffel Tower is located in the city of",
     "Danielle Darrieux's mother tongue is",
@@ -32,25 +35,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     tok = AutoTokenizer.from_pretrained(args.model_dir)
     model = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=torch.float32).eval()
-    blocks = model.model.layers
-    if not hasattr(blocks[0], "post_feedforward_layernorm"):
-        print(f"error: {args.model_dir} has no post_feedforward_layernorm (not Gemma 2/3)", file=sys.stderr)
+    spec = spec_for(model)
+    if spec.post_mlp_norm is None:
+        print(f"error: {args.model_dir} ({spec.arch}) has no post-MLP norm (not Gemma 2/3)", file=sys.stderr)
         return 2
-    store: dict[tuple[str, int], torch.Tensor] = {}
-    for layer in args.layers:
-        blocks[layer].mlp.down_proj.register_forward_hook(
-            lambda m, i, o, k=("out", layer): store.update({k: o})
-        )
-        blocks[layer].register_forward_hook(
-            lambda m, i, o, k=("h", layer): store.update({k: o[0] if isinstance(o, tuple) else o})
-        )
+    outs = {layer: spec.weight_module_name(layer) for layer in args.layers}
+    blocks = {layer: spec.block_name(layer) for layer in args.layers}
     enc = tok(PROMPTS, return_tensors="pt", padding=True)
-    with torch.no_grad():
+    with torch.no_grad(), capture(model, [*outs.values(), *blocks.values()]) as store:
         model(**enc)
-        mask = enc["attention_mask"].bool()
+    mask = enc["attention_mask"].bool()
+    with torch.no_grad():
         for layer in args.layers:
-            norm = blocks[layer].post_feedforward_layernorm
-            x, h = store[("out", layer)][mask], store[("h", layer)][mask]
+            norm = get_module(model, spec.post_mlp_norm.format(layer))
+            x, h = store[outs[layer]][mask], store[blocks[layer]][mask]
             d = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
             d = d / d.norm(dim=1, keepdim=True) * 0.1 * x.norm(dim=1, keepdim=True)  # a change of 10 %
             gain = (norm(x + d) - norm(x)).norm(dim=1) / d.norm(dim=1)
