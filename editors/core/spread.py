@@ -3,7 +3,8 @@
 MEMIT, RECT, PRUNE and AlphaEdit share one algorithm skeleton (spec §2.2, §2.5): optimise target
 values z at the last edited layer, then for each edited layer l_i in ascending order read the keys
 K at l_i and the current output H at the last layer, and solve for ΔW_i from the residual share
-R_i = (Z − H) / (#layers − i). Later layers see earlier layers' updates. They differ only in the
+R_i = (Z − H) / (#layers − i) (mapped through the post-MLP norm where the model has one, Gemma 2/3:
+editors/core/post_norm.py). Later layers see earlier layers' updates. They differ only in the
 solve (MEMIT: covariance-regularised least squares; AlphaEdit: null-space projected), in their own
 update transforms (RECT's mask, PRUNE's restraint) and in how a batch is committed (PRUNE with
 feedback). ``SpreadEditor`` composes those pieces; it is never subclassed.
@@ -18,6 +19,8 @@ import torch
 
 from editors.core.context import EditContext, commit_step
 from editors.core.keys import compute_keys, subject_outputs
+from editors.core.model_spec import get_module
+from editors.core.post_norm import through_post_norm
 from editors.core.protocol import Placement
 from editors.core.requests import EditRequest
 from editors.core.templates import ContextTemplates
@@ -83,7 +86,14 @@ def spread_residual(
             )[layer]
             h = subject_outputs(model, tok, z_block, requests, fact_token=values.fact_token, batch_size=fb)
             at = keys.device  # the layer's weight device (``compute_keys``): the solve runs there
-            delta = solve(layer, keys, (z.to(at) - h.to(at)) / (len(layers) - i))
+            resid = (z.to(at) - h.to(at)) / (len(layers) - i)
+            if spec.post_mlp_norm:  # Gemma 2/3: the share must pass the norm (editors/core/post_norm.py)
+                mlp_out, norm = spec.weight_module_name(layer), spec.post_mlp_norm.format(layer)
+                x = subject_outputs(
+                    model, tok, mlp_out, requests, fact_token=values.fact_token, batch_size=fb
+                )
+                resid = through_post_norm(get_module(model, norm), x.to(at), resid).to(at)
+            delta = solve(layer, keys, resid)
             # W of this layer before the batch (only lower layers were written so far), copied after
             # the solve: the copy and the solve's d_ff × d_ff workspace never exist at once.
             originals[layer] = weights.read(layer)

@@ -42,3 +42,83 @@ def test_through_the_norm_a_scaled_mlp_output_changes_nothing():
         W.mul_(10.0)  # ΔW = 9 W: a large update along W's own rows
         after = model(ids).logits
     assert torch.allclose(before, after, atol=1e-4), "the post-MLP norm removes any rescaling of the output"
+
+
+def test_through_post_norm_reaches_a_reachable_target_and_aims_at_any_other():
+    from editors.core.post_norm import norm_gain, through_post_norm
+
+    model = _tiny_gemma3()
+    norm = get_module(model, spec_for(model).post_mlp_norm.format(0))
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(16, generator=g))  # a trained-like gain, signs included
+        torch.testing.assert_close(
+            norm_gain(norm, 16, torch.zeros(1)), 1.0 + norm.weight, rtol=1e-5, atol=1e-6
+        )
+        x = 0.5 * torch.randn(3, 16, generator=g)  # rms(x)² ≫ the norm's ε, as in a trained model
+        y = norm(x)
+        r = norm(x + 0.3 * torch.randn(3, 16, generator=g)) - y  # reachable by construction
+        dx = through_post_norm(norm, x, r)
+        torch.testing.assert_close(norm(x + dx), y + r, rtol=1e-4, atol=1e-4)
+        assert (dx.norm(dim=-1) < x.norm(dim=-1)).all()  # Δx on x's scale, not on the residual's
+        assert not torch.allclose(norm(x + r), y + r, atol=1e-2)  # writing r itself misses it
+        # An unreachable target (a residual-stream-sized r): the output moves along y + r.
+        big = 50.0 * torch.randn(3, 16, generator=g)
+        out = norm(x + through_post_norm(norm, x, big))
+        cos = torch.nn.functional.cosine_similarity(out, y + big, dim=-1)
+        assert (cos > 1 - 1e-5).all()
+
+
+def test_memit_family_spread_reaches_z_through_gemma3_norm(tmp_path, monkeypatch):
+    """One edited layer and an interpolating solve: the block output at the fact token becomes z
+    exactly with the map, and misses z without it (the old ΔW k-into-the-residual model)."""
+    import dataclasses
+
+    from conftest import tiny
+
+    import editors.core.spread as spread
+    from editors.core.keys import subject_outputs
+    from editors.core.requests import EditRequest
+    from editors.core.templates import ContextTemplates
+    from editors.core.values import ValueOptions
+    from editors.core.weights import read_weight, write_weight
+    from sphere.models.config import StatsConfig
+    from sphere.run.statistics import build_context
+
+    model, tok = tiny("gemma3", layers=2, hidden=32, ff=64, init=0.5)
+    spec = spec_for(model)
+    reqs = [
+        EditRequest(0, "The mother tongue of {} is", "Danielle Darrieux", "English"),
+        EditRequest(1, "{} plays the", "Ray Charles", "guitar"),
+    ]
+    block, mlp_out = spec.block_name(1), spec.weight_module_name(1)
+    h, x = (subject_outputs(model, tok, m, reqs) for m in (block, mlp_out))
+    norm = get_module(model, spec.post_mlp_norm.format(1))
+    with torch.no_grad():
+        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(3))
+        x_t = x + 0.1 * x.pow(2).mean(-1, keepdim=True).sqrt() * noise  # a 10 % change of x
+        z = h + norm(x_t) - norm(x)
+    monkeypatch.setattr(spread, "compute_target_values", lambda *a, **k: (z, h))
+
+    def interpolate(layer, keys, resid):  # min-norm ΔW with ΔW k_i = r_i exactly
+        k = keys.double()
+        return (resid.double().T @ torch.linalg.solve(k @ k.T, k)).float()
+
+    interpolate.wants_edited_keys = False  # type: ignore[attr-defined]
+    values = ValueOptions(1, 0.1, 0.0, 4.0, 0.0)
+    templates = ContextTemplates((("{}",),))
+    W0 = read_weight(model, spec, 1).clone()
+    reached = {}
+    for mapped in (True, False):
+        ctx = build_context(model, tok, spec if mapped else dataclasses.replace(spec, post_mlp_norm=None), "tiny",
+                            stats_cfg=StatsConfig(corpus="bundled", n_samples=4, max_length=16, batch_size=4),
+                            cache_dir=tmp_path)  # fmt: skip
+        delta = spread.spread_residual(
+            ctx, reqs, templates, layers=[1], values=values, solve=interpolate, transforms=()
+        )[1]
+        write_weight(model, spec, 1, W0 + delta)
+        reached[mapped] = subject_outputs(model, tok, block, reqs)
+        write_weight(model, spec, 1, W0)
+    err = lambda a: float((a - z).norm() / (z - h).norm())  # noqa: E731
+    assert err(reached[True]) < 1e-3, err(reached[True])
+    assert err(reached[False]) > 0.5, err(reached[False])
