@@ -38,9 +38,9 @@ class ModelSpec:
             position embeddings first). Then a forward can start at block L from a cached state by
             making blocks 0..L−1 identities (``editors.core.nethook.start_at_block``).
         post_mlp_norm: a norm the MLP output passes before it is added to the residual stream
-            (Gemma 2/3's ``post_feedforward_layernorm``), or None. Every editor here models the
-            edit as ΔW k added to the residual; through such a norm that model does not hold (the
-            run warns; docs/tuning.md, "Gemma-3-270M", has the measurements).
+            (Gemma 2/3's ``post_feedforward_layernorm``), or None. The MEMIT family's residual
+            shares are changes of the residual stream; where this is set they are mapped through
+            the norm before the solve (editors/core/post_norm.py; docs/tuning.md, "Gemma-3-270M").
     """
 
     arch: str

@@ -52,6 +52,7 @@ def test_through_post_norm_reaches_a_reachable_target_and_aims_at_any_other():
     g = torch.Generator().manual_seed(2)
     with torch.no_grad():
         norm.weight.copy_(torch.randn(16, generator=g))  # a trained-like gain, signs included
+        norm.weight[5] = -1.0  # and a zero gain (1 + w = 0), as Gemma-3-270M's layers 3 and 4 have
         torch.testing.assert_close(
             norm_gain(norm, 16, torch.zeros(1)), 1.0 + norm.weight, rtol=1e-5, atol=1e-6
         )
@@ -62,11 +63,18 @@ def test_through_post_norm_reaches_a_reachable_target_and_aims_at_any_other():
         torch.testing.assert_close(norm(x + dx), y + r, rtol=1e-4, atol=1e-4)
         assert (dx.norm(dim=-1) < x.norm(dim=-1)).all()  # Δx on x's scale, not on the residual's
         assert not torch.allclose(norm(x + r), y + r, atol=1e-2)  # writing r itself misses it
-        # An unreachable target (a residual-stream-sized r): the output moves along y + r.
+        # An unreachable target (a residual-stream-sized r): the output is the nearest reachable
+        # one, closer to y + r than any output of a nearby x, and closer than aiming at y + r.
         big = 50.0 * torch.randn(3, 16, generator=g)
         out = norm(x + through_post_norm(norm, x, big))
-        cos = torch.nn.functional.cosine_similarity(out, y + big, dim=-1)
-        assert (cos > 1 - 1e-5).all()
+        miss = (out - (y + big)).norm(dim=-1)
+        gain = 1.0 + norm.weight
+        aimed = norm(torch.where(gain != 0, (y + big) / gain.where(gain != 0, 1.0), 0.0))  # along y + r
+        assert (miss < (aimed - (y + big)).norm(dim=-1) - 1e-3).all()
+        x_out = x + through_post_norm(norm, x, big)
+        for _ in range(50):
+            nearby = norm(x_out + 1e-2 * x_out.norm(dim=-1, keepdim=True) * torch.randn(3, 16, generator=g))
+            assert ((nearby - (y + big)).norm(dim=-1) >= miss - 1e-4).all()
 
 
 def test_memit_family_spread_reaches_z_through_gemma3_norm(tmp_path, monkeypatch):
