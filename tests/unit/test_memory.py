@@ -5,9 +5,11 @@ reports memory with attributes peaks to the right phase."""
 from __future__ import annotations
 
 import hashlib
+import mmap
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 import torch
@@ -169,13 +171,17 @@ def test_phase_meter_gives_each_phase_its_own_peak():
     meter = PhaseMeter()
     with meter.phase("load"):
         base = rss_bytes()
-        x = torch.ones(64 * 2**20 // 4)  # 64 MiB, freed inside the phase
-        x += 1
-        del x
+        # Fresh anonymous pages, touched, then unmapped: an allocator's cache (torch's, glibc's)
+        # could serve a tensor from pages already resident, and RSS would not move.
+        x = mmap.mmap(-1, 64 * 2**20)  # 64 MiB, freed inside the phase
+        x.write(b"\1" * len(x))
+        time.sleep(0.05)  # where VmHWM cannot be reset, the 5 ms sampler must get to run
+        x.close()
         with meter.phase("statistics"):
-            y = torch.ones(16 * 2**20 // 4)
-            y += 1
-            del y
+            y = mmap.mmap(-1, 16 * 2**20)
+            y.write(b"\1" * len(y))
+            time.sleep(0.05)
+            y.close()
     out = meter.finish()
     load, stats = out["phases"]["load"], out["phases"]["statistics"]
     assert load["peak_rss"] >= base + 60 * 2**20
