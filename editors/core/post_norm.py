@@ -44,7 +44,7 @@ def nearest_on_ellipsoid(
     """u (n × d) with rms(u) = 1 minimising ‖γ ⊙ u − t‖ per row (float64 bisection on μ).
 
     Coordinates with γ = 0 (Gemma-3-270M has them) do not reach the output, but share the rms:
-    they take whatever length the others leave, along x's own entries there (the least change).
+    they take whatever length the others leave, split evenly among them with x's signs there.
     """
     g2, gt, d = gamma.double() ** 2, gamma.double() * t.double(), t.shape[-1]
     live = g2 > 0  # a zero gain zeroes its output coordinate: u is 0 there, the rest carries rms 1
@@ -57,15 +57,14 @@ def nearest_on_ellipsoid(
         return u_of(mu).pow(2).sum(-1) - d
 
     zero = torch.zeros(len(t), dtype=torch.float64)
-    if not live.all():  # the dead coordinates absorb any shortfall: inside targets are reached
-        u, slack = u_of(zero), -excess(zero)
+    slack = -excess(zero)  # ≥ 0: t/γ is inside the sphere
+    if not live.all():  # the dead coordinates absorb any slack: inside targets are reached exactly
         fill = torch.where(live, 0.0, x.double().sign().where(x != 0, 1.0))
-        fill = fill * (slack.clamp_min(0) / fill.pow(2).sum(-1))[:, None].sqrt()
-        inside = slack >= 0
-        if inside.all():
-            return u + fill
+        reached = u_of(zero) + fill * (slack.clamp_min(0) / fill.pow(2).sum(-1))[:, None].sqrt()
+        if (slack >= 0).all():
+            return reached
     floor = -float(g2[live].min()) * (1 - 1e-9)  # the pole nearest to 0
-    outside = excess(zero) >= 0
+    outside = slack <= 0
     lo = torch.where(outside, 0.0, floor).to(torch.float64)
     hi = torch.where(outside, gt.norm(dim=-1) / d**0.5, 0.0)
     for _ in range(iters):
@@ -73,7 +72,7 @@ def nearest_on_ellipsoid(
         above = excess(mid) > 0  # u still too long: μ must grow
         lo, hi = torch.where(above, mid, lo), torch.where(above, hi, mid)
     u = u_of((lo + hi) / 2)
-    return u if live.all() else torch.where(inside[:, None], u_of(zero) + fill, u)
+    return u if live.all() else torch.where((slack >= 0)[:, None], reached, u)
 
 
 @torch.no_grad()

@@ -92,7 +92,7 @@ def spread_residual(
                 x = subject_outputs(
                     model, tok, mlp_out, requests, fact_token=values.fact_token, batch_size=fb
                 )
-                resid = through_post_norm(get_module(model, norm), x.to(at), resid).to(at)
+                resid = through_post_norm(get_module(model, norm), x.to(at), resid)
             delta = solve(layer, keys, resid)
             # W of this layer before the batch (only lower layers were written so far), copied after
             # the solve: the copy and the solve's d_ff × d_ff workspace never exist at once.

@@ -66,12 +66,11 @@ def test_through_post_norm_reaches_a_reachable_target_and_aims_at_any_other():
         # An unreachable target (a residual-stream-sized r): the output is the nearest reachable
         # one, closer to y + r than any output of a nearby x, and closer than aiming at y + r.
         big = 50.0 * torch.randn(3, 16, generator=g)
-        out = norm(x + through_post_norm(norm, x, big))
-        miss = (out - (y + big)).norm(dim=-1)
+        x_out = x + through_post_norm(norm, x, big)
+        miss = (norm(x_out) - (y + big)).norm(dim=-1)
         gain = 1.0 + norm.weight
         aimed = norm(torch.where(gain != 0, (y + big) / gain.where(gain != 0, 1.0), 0.0))  # along y + r
         assert (miss < (aimed - (y + big)).norm(dim=-1) - 1e-3).all()
-        x_out = x + through_post_norm(norm, x, big)
         for _ in range(50):
             nearby = norm(x_out + 1e-2 * x_out.norm(dim=-1, keepdim=True) * torch.randn(3, 16, generator=g))
             assert ((nearby - (y + big)).norm(dim=-1) >= miss - 1e-4).all()
