@@ -24,6 +24,7 @@ import torch
 
 from editors.core.context import EditContext
 from editors.core.hparams import knob
+from editors.core.past_keys import PastKeys
 from editors.core.protocol import Placement
 from editors.core.solvers import NULLSPACE_RULES, alphaedit_delta, nullspace_projector
 from editors.core.spread import SPREAD_POINTS, SpreadEditor
@@ -60,6 +61,11 @@ class AlphaEditHParams(MEMITHParams):
                 f"nullspace_threshold={self.nullspace_threshold} is a fraction of tr(C) under nullspace_rule=trace; "
                 "use a value in (0, 1), e.g. 0.01"
             )
+        if self.past_edit_weight:
+            raise ValueError(
+                f"past_edit_weight={self.past_edit_weight} is MEMIT's option; AlphaEdit always solves with its "
+                "past keys (C_past), so leave it at 0"
+            )
         if self.L2 <= 0:
             raise ValueError(f"L2={self.L2} must be > 0 (it keeps the projected system invertible)")
 
@@ -72,7 +78,7 @@ class NullSpaceSolve:
     def __init__(self, threshold: float, l2: float, rule: str = "absolute") -> None:
         self.threshold, self.l2, self.rule = threshold, l2, rule
         self.projectors: dict[int, torch.Tensor] = {}
-        self.past: dict[int, torch.Tensor] = {}  # Σ k kᵀ of all edited keys, per layer (d_ff × d_ff)
+        self.past = PastKeys()  # C_past: Σ k kᵀ of all edited keys, per layer
 
     def setup(self, ctx: EditContext, layers: Sequence[int]) -> None:
         missing = [layer for layer in layers if layer not in self.projectors]
@@ -93,20 +99,19 @@ class NullSpaceSolve:
                 self.rule,
                 self.threshold,
             )
-            self.past.setdefault(layer, torch.zeros_like(c))
+            self.past.ensure(layer, like=c)
 
     def __call__(self, layer: int, keys: torch.Tensor, resid: torch.Tensor) -> torch.Tensor:
         return alphaedit_delta(keys, resid, self.projectors[layer], self.past[layer], self.l2)
 
     def remember(self, keys: dict[int, torch.Tensor]) -> None:
-        for layer, k in keys.items():
-            self.past[layer] = self.past[layer] + (k.T @ k).to(self.past[layer].device)
+        self.past.add(keys)
 
     def state_dict(self) -> dict[str, Any]:
-        return {f"past.{layer}": c for layer, c in self.past.items()}
+        return self.past.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.past.update({int(k[5:]): v for k, v in state.items() if k.startswith("past.")})
+        self.past.load_state_dict(state)
 
 
 ALPHAEDIT_PLACEMENT = Placement(points=SPREAD_POINTS, default_point="layer", default_reference="current")

@@ -5,7 +5,10 @@ Algorithm (spec §2.2), per batch of requests:
   2. for each edited layer l_i, ascending: K = keys at l_i, R_i = (Z − H_L) / (#layers − i),
      ΔW_i = R_iᵀ K (λC_i + KᵀK)⁻¹, applied temporarily so later layers see it (``spread_residual``);
   3. the batch's ΔW are committed together (``step`` transforms such as SPHERE act here).
-C_i = E[k kᵀ] over a text corpus, collected once on the unedited model.
+C_i = E[k kᵀ] over a text corpus, collected once on the unedited model. ``past_edit_weight`` μ > 0
+adds μ·Σ k kᵀ over earlier edits' keys to λC_i (not in the reference), so a batch cannot move the
+outputs of earlier edits' keys for free: the reference leaves them to C_i alone, which on a model
+with small MLP weights lets later batches overwrite earlier edits (docs/tuning.md, Gemma-3-270M).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import torch
 
 from editors.core.context import EditContext
 from editors.core.hparams import HELP, knob
+from editors.core.past_keys import PastKeys
 from editors.core.solvers import memit_delta
 from editors.core.spread import SPREAD_PLACEMENT, SpreadEditor
 from editors.registry import register_editor
@@ -38,6 +42,11 @@ class MEMITHParams:
     context_template_length_params: list[list[int]] = knob([[10, 5]], HELP["context_template_length_params"])
     solver_dtype: str = knob("float64", HELP["solver_dtype"])
     v_max_rows: int = knob(0, HELP["v_max_rows"])
+    past_edit_weight: float = knob(
+        0.0,
+        "μ: weight of earlier edits' keys in the solve (λC + μC_past + KᵀK), which holds their outputs where "
+        "they are; 0 is the reference's MEMIT, 1 weighs each earlier edit as much as the batch being made",
+    )
 
     def __post_init__(self) -> None:
         if not self.layers or sorted(set(self.layers)) != list(self.layers):
@@ -48,37 +57,46 @@ class MEMITHParams:
             raise ValueError(f"v_max_rows={self.v_max_rows} must be >= 0 (0: all rows of a batch at once)")
         if self.mom2_update_weight < 0:
             raise ValueError(f"mom2_update_weight={self.mom2_update_weight} must be >= 0")
+        if self.past_edit_weight < 0:
+            raise ValueError(
+                f"past_edit_weight={self.past_edit_weight} must be >= 0 (0: the reference's MEMIT)"
+            )
         if self.solver_dtype not in ("float32", "float64"):
             raise ValueError(f"solver_dtype={self.solver_dtype!r} must be float32 or float64")
 
 
 class MemitSolve:
-    """ΔW_l = R_lᵀ K (λC_l + KᵀK)⁻¹: the minimiser of ‖ΔW Kᵀ − Rᵀ‖² + λ tr(ΔW C_l ΔWᵀ)."""
+    """ΔW_l = R_lᵀ K (λC_l + μC_past + KᵀK)⁻¹: the minimiser of ‖ΔW Kᵀ − Rᵀ‖² + λ tr(ΔW C_l ΔWᵀ)
+    (+ μ‖ΔW K_pastᵀ‖² when μ = ``past_weight`` > 0, which makes it remember each batch's keys)."""
 
-    wants_edited_keys = False
-
-    def __init__(self, lam: float, dtype: torch.dtype) -> None:
-        self.lam, self.dtype = lam, dtype
+    def __init__(self, lam: float, dtype: torch.dtype, past_weight: float = 0.0) -> None:
+        self.lam, self.dtype, self.past_weight = lam, dtype, past_weight
+        self.wants_edited_keys = past_weight > 0
         self.cov: dict[int, torch.Tensor] = {}
+        self.past = PastKeys()
 
     def setup(self, ctx: EditContext, layers: Sequence[int]) -> None:
         self.cov = ctx.stats(layers)
+        if self.wants_edited_keys:
+            for layer in layers:
+                self.past.ensure(layer, like=self.cov[layer])
 
     def __call__(self, layer: int, keys: torch.Tensor, resid: torch.Tensor) -> torch.Tensor:
-        return memit_delta(keys, resid, self.cov[layer], self.lam, self.dtype)
+        past = self.past[layer] if self.wants_edited_keys else None
+        return memit_delta(keys, resid, self.cov[layer], self.lam, self.dtype, past, self.past_weight)
 
     def remember(self, keys: dict[int, torch.Tensor]) -> None:
-        pass
+        self.past.add(keys)
 
     def state_dict(self) -> dict[str, Any]:
-        return {}  # C comes from the run's statistics cache
+        return self.past.state_dict()  # C comes from the run's statistics cache
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+        self.past.load_state_dict(state)
 
 
 def memit_solve(hp: MEMITHParams) -> MemitSolve:
-    return MemitSolve(hp.mom2_update_weight, getattr(torch, hp.solver_dtype))
+    return MemitSolve(hp.mom2_update_weight, getattr(torch, hp.solver_dtype), hp.past_edit_weight)
 
 
 @register_editor("memit", hparams=MEMITHParams, placement=SPREAD_PLACEMENT)

@@ -35,9 +35,19 @@ def full_precision() -> Iterator[None]:
 
 
 def memit_delta(
-    K: torch.Tensor, R: torch.Tensor, C: torch.Tensor, lam: float, dtype=torch.float64
+    K: torch.Tensor,
+    R: torch.Tensor,
+    C: torch.Tensor,
+    lam: float,
+    dtype=torch.float64,
+    C_past: torch.Tensor | None = None,
+    past_weight: float = 0.0,
 ) -> torch.Tensor:
     """ΔW = Rᵀ K (λC + KᵀK)⁻¹: the minimiser of ‖ΔW Kᵀ − Rᵀ‖² + λ tr(ΔW C ΔWᵀ) (MEMIT, spec §2.2).
+
+    With ``C_past`` = Σ k kᵀ over earlier edits' keys and weight μ = ``past_weight``, the matrix is
+    λC + μC_past + KᵀK: the minimiser gains the term μ‖ΔW K_pastᵀ‖², so earlier edits' outputs
+    are held where they are (not in the reference; ``MEMITHParams.past_edit_weight``).
 
     The same arithmetic as ``(R.T @ torch.linalg.solve(lam * C + K.T @ K, K.T).T).float()`` (the
     reference's), in one d_ff × d_ff matrix instead of four: A is built in place (λC, then KᵀK added
@@ -49,6 +59,8 @@ def memit_delta(
     with full_precision():
         k, r = K.to(dtype), R.to(dtype)
         a = _regularised_gram(C, k, lam)
+        if C_past is not None and past_weight:
+            a.add_(C_past.to(device=a.device, dtype=a.dtype), alpha=past_weight)
         x = _lu_solve_in_place(a, k.T)  # (d_ff × n) = A⁻¹Kᵀ
         del a
         xt = x.T

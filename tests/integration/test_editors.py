@@ -175,7 +175,7 @@ def test_alphaedit_updates_lie_in_the_null_space(tmp_path, config_tiny_llama):
         for u in run.editor.apply([r.request for r in records]):
             P = solve.projectors[u.layer]
             assert (u.delta - u.delta @ P).norm() <= 1e-4 * u.delta.norm()
-        assert all(float(c.norm()) > 0 for c in solve.past.values())  # keys remembered
+        assert all(float(c.norm()) > 0 for c in solve.past.gram.values())  # keys remembered
 
 
 def test_unknown_editor_suggests_a_name():

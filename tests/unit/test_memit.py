@@ -4,15 +4,17 @@ between layers and writes exactly the committed update; key statistics are cache
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from conftest import random_psd, restored
 
+from editors.alphaedit import AlphaEditHParams
 from editors.core.covariance import StatsOptions, weights_digest
 from editors.core.model_spec import spec_for
 from editors.core.requests import EditRequest
 from editors.core.solvers import memit_delta
 from editors.core.weights import read_weight
-from editors.memit import MEMITHParams, memit
+from editors.memit import MEMITHParams, MemitSolve, memit
 from sphere.data.corpus import corpus_texts
 from sphere.models.config import StatsConfig
 from sphere.run.statistics import CovarianceCache, build_context
@@ -41,6 +43,63 @@ def test_memit_delta_with_lambda_zero_interpolates():
     R = torch.randn(3, 8, generator=g, dtype=torch.float64)
     delta = memit_delta(K, R, torch.eye(16, dtype=torch.float64), 1e-9).double()
     torch.testing.assert_close(delta @ K.T, R.T, rtol=1e-5, atol=1e-5)  # (W+Δ)k_i hits its target
+
+
+def test_memit_delta_past_term_solves_the_stacked_least_squares():
+    """μC_past adds the rows √μ K_pastᵀ with target 0: earlier edits' outputs are held in place."""
+    g = torch.Generator().manual_seed(2)
+    d_ff, d_model, n, n_past, lam, mu = 24, 10, 4, 6, 2.0, 0.7
+    K = torch.randn(n, d_ff, generator=g, dtype=torch.float64)
+    R = torch.randn(n, d_model, generator=g, dtype=torch.float64)
+    K_past = torch.randn(n_past, d_ff, generator=g, dtype=torch.float64)
+    C = random_psd(d_ff, seed=3)
+    delta = memit_delta(K, R, C, lam, C_past=K_past.T @ K_past, past_weight=mu).double()
+    L = torch.linalg.cholesky(C)
+    A = torch.cat([K.T, lam**0.5 * L, mu**0.5 * K_past.T], dim=1)
+    B = torch.cat([R.T, torch.zeros(d_model, d_ff + n_past, dtype=torch.float64)], dim=1)
+    expected = torch.linalg.lstsq(A.T, B.T).solution.T
+    torch.testing.assert_close(delta, expected, rtol=1e-5, atol=1e-6)
+    # μ = 0 (or no C_past) is the reference's solve, bit for bit.
+    torch.testing.assert_close(
+        memit_delta(K, R, C, lam, C_past=K_past.T @ K_past, past_weight=0.0),
+        memit_delta(K, R, C, lam),
+        rtol=0,
+        atol=0,
+    )
+
+
+def test_memit_solve_remembers_keys_and_holds_earlier_edits():
+    g = torch.Generator().manual_seed(4)
+    d_ff, d_model = 32, 12
+    K1, K2 = (torch.randn(5, d_ff, generator=g) for _ in range(2))
+    R2 = torch.randn(5, d_model, generator=g)
+    C = random_psd(d_ff, seed=5).float()
+
+    def second_update(mu: float) -> tuple[torch.Tensor, MemitSolve]:
+        solve = MemitSolve(lam=1.0, dtype=torch.float64, past_weight=mu)
+        solve.cov = {3: C}
+        if solve.wants_edited_keys:
+            solve.past.ensure(3, like=C)
+            solve.remember({3: K1})
+        return solve(3, K2, R2), solve
+
+    free, ref_solve = second_update(0.0)
+    held, solve = second_update(1e4)
+    assert not ref_solve.wants_edited_keys and ref_solve.state_dict() == {}
+    # The reference moves the first batch's outputs; a heavy past term keeps them (almost) in place.
+    assert (held @ K1.T).norm() < 1e-2 * (free @ K1.T).norm()
+    torch.testing.assert_close(held @ K2.T, R2.T, rtol=0.05, atol=0.05)  # while the batch still lands
+    # The remembered sum survives a restart.
+    fresh = MemitSolve(lam=1.0, dtype=torch.float64, past_weight=1e4)
+    fresh.load_state_dict(solve.state_dict())
+    torch.testing.assert_close(fresh.past[3], K1.T @ K1)
+
+
+def test_past_edit_weight_is_checked():
+    with pytest.raises(ValueError, match="past_edit_weight=-1"):
+        MEMITHParams(past_edit_weight=-1)
+    with pytest.raises(ValueError, match="AlphaEdit always solves with its past keys"):
+        AlphaEditHParams(past_edit_weight=1.0)
 
 
 def _ctx(model, tok, tmp_path, transforms=()):
