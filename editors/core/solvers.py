@@ -58,9 +58,7 @@ def memit_delta(
     """
     with full_precision():
         k, r = K.to(dtype), R.to(dtype)
-        a = _regularised_gram(C, k, lam)
-        if C_past is not None and past_weight:
-            a.add_(C_past.to(device=a.device, dtype=a.dtype), alpha=past_weight)
+        a = _regularised_gram(C, k, lam, C_past if past_weight else None, past_weight)
         x = _lu_solve_in_place(a, k.T)  # (d_ff × n) = A⁻¹Kᵀ
         del a
         xt = x.T
@@ -75,9 +73,13 @@ def memit_delta(
 GRAM_BLOCK_ROWS = 256
 
 
-def _regularised_gram(C: torch.Tensor, k: torch.Tensor, lam: float) -> torch.Tensor:
-    """A = λC + kᵀk in ``k``'s dtype and device, as one new matrix (column-major, ready to be
-    LU-factored in place); equal to ``lam * C + k.T @ k`` computed in that dtype."""
+def _regularised_gram(
+    C: torch.Tensor, k: torch.Tensor, lam: float, C_past: torch.Tensor | None = None, past_weight: float = 0.0
+) -> torch.Tensor:
+    """A = λC + kᵀk (+ μ C_past) in ``k``'s dtype and device, as one new matrix (column-major, ready
+    to be LU-factored in place); equal to ``lam * C + k.T @ k (+ past_weight * C_past)`` computed in
+    that dtype. C_past (which may live in host memory) comes over a block of rows at a time, so no
+    second d_ff × d_ff matrix is made on the device."""
     d = C.shape[0]
     a = torch.empty(d, d, dtype=k.dtype, device=k.device).mT  # LAPACK's column-major layout
     a.copy_(C)
@@ -85,6 +87,8 @@ def _regularised_gram(C: torch.Tensor, k: torch.Tensor, lam: float) -> torch.Ten
     for i in range(0, d, GRAM_BLOCK_ROWS):
         j = min(d, i + GRAM_BLOCK_ROWS)
         a[i:j].add_(k[:, i:j].T @ k)
+        if C_past is not None:
+            a[i:j].add_(C_past[i:j].to(device=a.device, dtype=a.dtype), alpha=past_weight)
     return a
 
 

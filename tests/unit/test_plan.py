@@ -104,6 +104,18 @@ def test_alphaedit_adds_projectors_and_key_cache(tmp_path):
     assert alpha.peak_host > memit.peak_host
 
 
+def test_memit_past_edit_weight_adds_its_key_cache(tmp_path):
+    ff2, layers = 14336**2, 5 * 4096 * 14336 * 4
+    memit = plan_of(tmp_path, "model=llama3-8b", "editor=memit", "sphere=off")
+    past = plan_of(tmp_path, "model=llama3-8b", "editor=memit", "sphere=off", "editor.past_edit_weight=1")
+    assert item(past, "MEMIT past_edit_weight: key cache").nbytes == 5 * ff2 * 4
+    assert not any(i.label.startswith("MEMIT past_edit_weight") for i in memit.items)
+    # The cache is added to A a block of rows at a time: the device workspace does not grow.
+    assert item(past, "solve workspace (float64)").nbytes == item(memit, "solve workspace (float64)").nbytes
+    assert item(past, "checkpoint").nbytes == layers + 5 * ff2 * 4
+    assert past.peak_host > memit.peak_host
+
+
 def test_sphere_on_off_changes_the_workspace(tmp_path):
     off = plan_of(tmp_path, "model=llama3-8b", "editor=memit", "sphere=off")
     on = plan_of(tmp_path, "model=llama3-8b", "editor=memit", "sphere=on")
