@@ -82,7 +82,7 @@ class MemitSolve:
                 self.past.ensure(layer, like=self.cov[layer])
 
     def __call__(self, layer: int, keys: torch.Tensor, resid: torch.Tensor) -> torch.Tensor:
-        past = self.past[layer] if self.wants_edited_keys else None
+        past = self.past.gram.get(layer)  # None unless past_weight > 0 (setup starts the sums)
         return memit_delta(keys, resid, self.cov[layer], self.lam, self.dtype, past, self.past_weight)
 
     def remember(self, keys: dict[int, torch.Tensor]) -> None:

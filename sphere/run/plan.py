@@ -530,10 +530,18 @@ def loop_items(s: Settings, shape: Shape, n_layers: int) -> list[Item]:
     return items
 
 
-def _keeps_past_keys(s: Settings) -> bool:
-    """Whether the editor keeps Σkkᵀ of every edited key per layer (AlphaEdit's C_past, or MEMIT's
-    family with ``past_edit_weight`` > 0): d_ff² float32 per layer in host memory and checkpoints."""
-    return s.editor_name == "alphaedit" or getattr(s.editor, "past_edit_weight", 0) > 0
+def _past_keys_items(s: Settings, d_ff: int, n_layers: int) -> list[Item]:
+    """The editor's key cache Σkkᵀ of every edited key (editors/core/past_keys.py): AlphaEdit's
+    C_past, or the MEMIT family's with ``past_edit_weight`` > 0; d_ff² float32 per layer in host
+    memory, and in every checkpoint (``run_items``). Empty if the editor keeps none."""
+    if s.editor_name == "alphaedit":
+        label, setting = "AlphaEdit: key cache Σkkᵀ of edited keys", "use fewer editor.layers"
+    elif getattr(s.editor, "past_edit_weight", 0) > 0:
+        label = "MEMIT past_edit_weight: key cache Σkkᵀ of earlier edits"
+        setting = "set editor.past_edit_weight=0 (the reference's MEMIT) or use fewer editor.layers"
+    else:
+        return []
+    return [Item(label, "host", n_layers * d_ff**2 * 4, f"{n_layers} × {d_ff}² × 4 B", setting=setting)]
 
 
 def solve_items(s: Settings, shape: Shape, n_layers: int) -> list[Item]:
@@ -543,8 +551,8 @@ def solve_items(s: Settings, shape: Shape, n_layers: int) -> list[Item]:
     matrix, A = λC + KᵀK built in place (KᵀK added GRAM_BLOCK_ROWS rows at a time), LU-factored in
     place and freed before ΔW is formed (in float32, counted with the layer loop); with
     ``past_edit_weight`` > 0 their key cache Σkkᵀ (d_ff² float32 per layer) stays in host memory and
-    is added to A a block of rows at a time. AlphaEdit (alphaedit_delta), float32: P, C_past, KᵀK and their sum (4), then P, M = P(…) and
-    M's LU (3). Its null-space projectors P and key cache Σkkᵀ (d_ff² float32 per layer) stay in
+    is added to A a block of rows at a time. AlphaEdit (alphaedit_delta), float32: P, C_past, KᵀK
+    and their sum (4), then P, M = P(…) and M's LU (3). Its null-space projectors P and key cache Σkkᵀ (d_ff² float32 per layer) stay in
     host memory and go to the device one layer at a time; P comes from an eigh of C on the CPU
     (eigenvectors + LAPACK workspace ≈ 3 d_ff²). ROME: C⁻¹ in host memory (inverted once in
     float64: ≈ 3 d_ff² float64), moved to the device for each request.
@@ -567,13 +575,7 @@ def solve_items(s: Settings, shape: Shape, n_layers: int) -> list[Item]:
                 f"{n_layers} × {ff}² × 4 B",
                 setting="use fewer editor.layers",
             ),
-            Item(
-                "AlphaEdit: key cache Σkkᵀ of edited keys",
-                "host",
-                n_layers * ff2 * 4,
-                f"{n_layers} × {ff}² × 4 B",
-                setting="use fewer editor.layers",
-            ),
+            *_past_keys_items(s, ff, n_layers),
             Item("AlphaEdit: eigh of C for P", "host", 3 * ff2 * 4, f"3 × {ff}² × 4 B", (SETUP,)),
             Item(
                 "solve workspace (float32): P, C_past, KᵀK, sum",
@@ -588,20 +590,7 @@ def solve_items(s: Settings, shape: Shape, n_layers: int) -> list[Item]:
         return []
     sb = 8 if s.editor.solver_dtype == "float64" else 4
     rows = min(GRAM_BLOCK_ROWS, ff)
-    past = (
-        [
-            Item(
-                "MEMIT past_edit_weight: key cache Σkkᵀ of earlier edits",
-                "host",
-                n_layers * ff2 * 4,
-                f"{n_layers} × {ff}² × 4 B",
-                setting="set editor.past_edit_weight=0 (the reference's MEMIT) or use fewer editor.layers",
-            )
-        ]
-        if _keeps_past_keys(s)
-        else []
-    )
-    return past + [
+    return _past_keys_items(s, ff, n_layers) + [
         Item(
             f"solve workspace ({s.editor.solver_dtype}): A = λC + KᵀK in place",
             "device",
@@ -713,7 +702,7 @@ def run_items(
     """
     layer = shape.d_model * shape.d_ff * 4
     layers_bytes = n_layers * layer
-    state = n_layers * shape.d_ff**2 * 4 if _keeps_past_keys(s) else 0
+    state = sum(i.nbytes for i in _past_keys_items(s, shape.d_ff, n_layers))
     if s.sphere.enabled and _sphere_reference(s) == "pretrained":
         state += (len(s.sphere.layers) if s.sphere.layers is not None else n_layers) * layer
     ckpt = layers_bytes + state
