@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sphere.io import atomic_write_text
-from sphere.report import html, tables
+from sphere.report import comparisons, html, tables
 from sphere.report.collect import Collection, collect
 from sphere.report.figures import FigureSet, make_figures
 
@@ -24,6 +24,7 @@ class Report:
     collection: Collection
     table: tables.Table
     figures: FigureSet
+    inference: comparisons.Inference
     files: dict[str, str] = field(default_factory=dict)  # path → what it is
 
 
@@ -41,6 +42,8 @@ def build_report(
     coll = collect(paths)
     out_dir = Path(out_dir)
     table = tables.build_table(coll.runs)
+    inference = comparisons.infer(coll, {c.key: c.header for c in table.columns})
+    tables.mark_supported(table, inference.comparisons)
     files: dict[str, str] = {}
 
     def write(rel: str, text: str, what: str) -> None:
@@ -72,6 +75,25 @@ def build_report(
         tables.curve_markdown(coll.runs, coll.curves),
         "edit quality and HE change of every setting at every evaluation point, Markdown",
     )
+    write(
+        "tables/paired.md",
+        comparisons.to_markdown(inference),
+        "SPHERE − baseline paired by seed (t, exact, Holm), HE per layer, McNemar, correlations",
+    )
+    write(
+        "tables/paired.csv",
+        comparisons.paired_frame(inference.comparisons + inference.layers).to_csv(index=False),
+        "paired differences, numbers only (one row per comparison and metric, per-layer |ΔHE| included)",
+    )
+    write("tables/mcnemar.csv", inference.mcnemar.to_csv(index=False), "McNemar on per-record outcomes")
+    write(
+        "tables/correlations.csv",
+        inference.correlations.to_csv(index=False),
+        "HE change against every headline metric, centred within evaluation points, runs as the unit",
+    )
+    write(
+        "tables/he_layers.csv", inference.he_layers.to_csv(index=False), "HE change per layer, signed and |·|"
+    )
     figs = make_figures(
         coll, out_dir / "figures", metric=metric, corr_metric=corr_metric, layer=layer, formats=formats
     )
@@ -89,6 +111,9 @@ def build_report(
         warnings=list(coll.warnings),
         skipped_figures=list(figs.skipped),
         files=[str(Path(p).relative_to(out_dir)) for p in files],
+        sections=[("Paired comparisons and correlations", comparisons.to_html(inference))],
     )
     atomic_write_text(out_dir / "report.html", html.render(table, figs.figures, runs, info))
-    return Report(out_dir=out_dir, collection=coll, table=table, figures=figs, files=files)
+    return Report(
+        out_dir=out_dir, collection=coll, table=table, figures=figs, inference=inference, files=files
+    )

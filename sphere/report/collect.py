@@ -256,17 +256,36 @@ def _present(x: Any) -> bool:
     return x is not None and not (isinstance(x, float) and math.isnan(x))
 
 
+# HE change from the unedited model, % per edited layer. The run's headline is the mean of the
+# per-layer magnitudes: edits push some layers' HE down and others' up, and a signed mean over
+# layers cancels (MEMIT seed 0 of the long study: layer 5 +0.0002 % without SPHERE, −0.0036 % with
+# it, while the deep layers rise). The signed mean is kept as a secondary, labelled column.
+HE_ABS = "he_abs_change_pct"
+HE_SIGNED = "he_change_pct"
+
+
+def he_summaries(per_layer: dict[str, float]) -> dict[str, float]:
+    """From {layer: signed HE change %}: per layer ``he_change_pct/<l>`` and ``he_abs_change_pct/<l>``,
+    and over layers the mean magnitude (``he_abs_change_pct``, the headline) and the signed mean
+    (``he_change_pct``). NaN layers are left out of the means."""
+    out: dict[str, float] = {}
+    for layer, v in per_layer.items():
+        out[f"{HE_SIGNED}/{layer}"] = v
+        out[f"{HE_ABS}/{layer}"] = abs(v)
+    finite = [v for v in per_layer.values() if not math.isnan(v)]
+    out[HE_SIGNED] = sum(finite) / len(finite) if finite else math.nan
+    out[HE_ABS] = sum(abs(v) for v in finite) / len(finite) if finite else math.nan
+    return out
+
+
 def final_metrics(summary: dict[str, Any]) -> dict[str, float]:
-    """Top-level numeric metrics of a summary (``m`` and ``m_se``), the mean HE change over layers
-    (``he_change_pct``) and per layer (``he_change_pct/<layer>``), and ``pre/<m>``."""
+    """Top-level numeric metrics of a summary (``m`` and ``m_se``), the HE change over layers
+    (:func:`he_summaries`: mean magnitude, signed mean, per layer), and ``pre/<m>``."""
     out = {k: _num(v) for k, v in summary.items() if k not in _NOT_METRICS and isinstance(v, int | float)}
     out = {k: v for k, v in out.items() if not isinstance(summary[k], bool)}
     he = summary.get("he_change_pct") or {}
     if isinstance(he, dict) and he:
-        vals = {str(k): _num(v) for k, v in he.items()}
-        out.update({f"he_change_pct/{k}": v for k, v in vals.items()})
-        finite = [v for v in vals.values() if not math.isnan(v)]
-        out["he_change_pct"] = sum(finite) / len(finite) if finite else math.nan
+        out.update(he_summaries({str(k): _num(v) for k, v in he.items()}))
     pre = summary.get("pre") or {}
     if isinstance(pre, dict):
         out.update({f"pre/{k}": _num(v) for k, v in pre.items() if isinstance(v, int | float)})
@@ -275,7 +294,7 @@ def final_metrics(summary: dict[str, Any]) -> dict[str, float]:
 
 def _curve_rows(run: Run, ident: dict[str, Any], sid: str) -> list[dict[str, Any]]:
     """Long rows (run, n_edits, metric, value) of metrics.jsonl, plus the derived HE change (%)
-    per layer and its mean; a later row at the same number of edits (the final one) wins."""
+    (:func:`he_summaries`); a later row at the same number of edits (the final one) wins."""
     values: dict[tuple[int, str], float] = {}
     for row in run.rows:
         n = int(row["n_edits"])
@@ -289,16 +308,15 @@ def _curve_rows(run: Run, ident: dict[str, Any], sid: str) -> list[dict[str, Any
             he_pre[k[len("he/layer_") :]] = v
     if not he_pre and run.summary and isinstance(run.summary.get("he_pre"), dict):
         he_pre = {str(k): _num(v) for k, v in run.summary["he_pre"].items()}
-    changes: dict[int, list[float]] = {}
+    changes: dict[int, dict[str, float]] = {}
     for (n, k), v in list(values.items()):
         if k.startswith("he/layer_"):
             layer = k[len("he/layer_") :]
             base = he_pre.get(layer)
             if base:
-                values[(n, f"he_change_pct/{layer}")] = 100.0 * (v - base) / base
-                changes.setdefault(n, []).append(values[(n, f"he_change_pct/{layer}")])
-    for n, vs in changes.items():
-        values[(n, "he_change_pct")] = sum(vs) / len(vs)
+                changes.setdefault(n, {})[layer] = 100.0 * (v - base) / base
+    for n, per_layer in changes.items():
+        values.update({(n, k): v for k, v in he_summaries(per_layer).items()})
     head = {"run_id": run.run_id, "setting_id": sid, **ident}
     return [{**head, "n_edits_done": n, "metric": k, "value": v} for (n, k), v in sorted(values.items())]
 

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from sphere.report.figures import Figure
-from sphere.report.tables import DAGGER, Table, cell_text, legend_lines, runs_text
+from sphere.report.tables import DAGGER, Table, cell_text, fmt_value, legend_lines, runs_text
+
+_NBH = "\u2011"  # non-breaking hyphen
 
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1320px;color:#222;
@@ -25,14 +27,18 @@ h3{font-size:1.02em;margin:1.1em 0 .3em;color:#333}h3.block{font-size:1.15em;bac
 h4{font-size:.98em;margin:.8em 0 .3em}
 .meta{color:#555;font-size:.92em}.meta code{font-size:.95em}
 table.data{border-collapse:collapse;font-size:.84em;margin:.3em 0 .6em}
-table.data th,table.data td{border:1px solid #ddd;padding:3px 7px;white-space:nowrap}
-table.data th{background:#f3f5f8;cursor:pointer;user-select:none;position:sticky;top:0}
+table.data th,table.data td{border:1px solid #ddd;padding:3px 6px;white-space:nowrap}
+table.data th{background:#f3f5f8;cursor:pointer;user-select:none;white-space:normal;max-width:8.5em;
+ vertical-align:bottom;font-size:.95em}
+table.data td:first-child{white-space:normal;overflow-wrap:anywhere;min-width:11em;max-width:19em;
+ position:sticky;left:0;background:#fff;z-index:1}
+table.data th:first-child{position:sticky;left:0;z-index:2}
 table.data th:hover{background:#e4e9f1}
 table.data th.asc::after{content:' ▲';font-size:.75em}table.data th.desc::after{content:' ▼';font-size:.75em}
-table.data td.num{text-align:right;font-variant-numeric:tabular-nums}
+table.data td.num{text-align:right;font-variant-numeric:tabular-nums;font-size:.93em}
 table.data tr.pre td{color:#666;font-style:italic;background:#fafafa}
 table.data td.best{font-weight:700}
-.scroll{overflow-x:auto}
+.scroll{overflow-x:auto;max-width:100%;scrollbar-gutter:stable}
 .warn{background:#fff6e0;border-left:4px solid #e0a800;padding:6px 12px;margin:.6em 0}
 .warn li,.skip li{font-size:.9em}
 .notes{font-size:.86em;color:#444}.notes code{font-size:1.05em}.notes li{margin:.15em 0}
@@ -75,6 +81,7 @@ class PageInfo:
     warnings: list[str] = field(default_factory=list)
     skipped_figures: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    sections: list[tuple[str, str]] = field(default_factory=list)  # (title, HTML) after the results
 
 
 def _e(x: object) -> str:
@@ -91,7 +98,8 @@ def results_table_html(table: Table) -> str:
     for block in table.blocks:
         parts.append(f"<h3>{_e(block)}</h3><div class='scroll'><table class='data sortable'><thead><tr>")
         parts.append("<th>Setting</th><th>Seeds</th>")
-        parts += [f"<th title='{_e(c.key)}'>{_e(c.header)}</th>" for c in table.columns]
+        # headers wrap at spaces, never at the hyphen of "top-1" (U+2011 is a non-breaking hyphen)
+        parts += [f"<th title='{_e(c.key)}'>{_e(c.header.replace('-', _NBH))}</th>" for c in table.columns]
         parts.append("</tr></thead><tbody>")
         for r in table.rows:
             if r.block != block:
@@ -106,8 +114,9 @@ def results_table_html(table: Table) -> str:
                 tip = ""
                 if cell is not None and not math.isnan(cell.mean):
                     tip = f" title='n={cell.n}, sd={_e(_fmt(cell.sd))}, 95% CI ±{_e(_fmt(cell.ci))}, SE {_e(_fmt(cell.se))}'"
+                text = cell_text(cell, c.key)  # notes as "[a]", never read as an exponent
                 parts.append(
-                    f"<td class='{cls}' data-v='{_v(cell.mean) if cell else ''}'{tip}>{_e(cell_text(cell, c.key))}</td>"
+                    f"<td class='{cls}' data-v='{_v(cell.mean) if cell else ''}'{tip}>{_e(text)}</td>"
                 )
             parts.append("</tr>")
         parts.append("</tbody></table></div>")
@@ -141,7 +150,7 @@ def runs_table_html(runs: pd.DataFrame) -> str:
                 parts.append(f"<td class='num' data-v='{int(v)}'>{int(v)}</td>")
             elif isinstance(v, numbers.Real):
                 v = float(v)
-                parts.append(f"<td class='num' data-v='{_v(v)}'>{'–' if math.isnan(v) else f'{v:.2f}'}</td>")
+                parts.append(f"<td class='num' data-v='{_v(v)}'>{_e(fmt_value(v, k))}</td>")  # HE: 3 digits
             else:
                 parts.append(f"<td>{_e(v)}</td>")
         parts.append("</tr>")
@@ -193,9 +202,9 @@ standard error over edit cases instead and carries a {DAGGER}. Efficacy, general
 come in two conventions: the probability comparison (new target more likely than the old one, the
 SPHERE/MEMIT tables) and top-1 (the target is the argmax, the stricter AlphaEdit-style numbers); score
 is their harmonic mean. HE change % is the relative change of the hyperspherical energy of the edited
-matrices from the unedited model (near 0 = angular structure preserved). A superscript number marks a
-metric computed from a non-canonical source; its footnote says which. Click a column header to sort;
-hover a cell for n, sd, CI and SE.</p>
+matrices from the unedited model (near 0 = angular structure preserved). A mark in brackets after a value
+points to the note of the same mark under the table: that metric came from a non-canonical source. Click
+a column header to sort; hover a cell for n, sd, CI and SE.</p>
 """
 
 
@@ -235,6 +244,7 @@ def render(
         _HOW_TO_READ,
         "<h2>Results</h2>",
         results_table_html(table),
+        *(f"<h2>{_e(title)}</h2>{section}" for title, section in info.sections),
         "<h2>Figures</h2>",
         _figures_html(figures),
     ]

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from sphere.evaluation import HEADLINE as METRICS
+from sphere.report.style import axis_label, edits_axis, scale_exponent
 
 
 def plot_run(run_dir: str | Path) -> list[Path]:
@@ -26,7 +27,8 @@ def plot_run(run_dir: str | Path) -> list[Path]:
             pts = [(r["n_edits"], r[m]) for r in evals if m in r]
             if pts:
                 ax.plot(*zip(*pts), marker="o", label=m, linestyle="-" if "top1" not in m else "--")
-        ax.set(xlabel="number of edits", ylabel="%", title="edit quality", ylim=(-2, 102))
+        ax.set(ylabel="%", title="edit quality", ylim=(-2, 102))
+        edits_axis(ax, fontsize=10)
         ax.legend(fontsize=7)
         fig.tight_layout()
         written.append(run_dir / "metrics_vs_edits.png")
@@ -37,13 +39,17 @@ def plot_run(run_dir: str | Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6, 4))
         # Relative change from the unedited model: absolute HE differs across layers by far more
         # than edits move it, so raw values plot as flat lines.
+        curves = {}
         for k in he_keys:
             pts = sorted({r["n_edits"]: r[k] for r in rows if k in r}.items())
             base = pts[0][1] or 1.0
-            changes = [100.0 * (v - base) / base for _, v in pts]
-            ax.plot([n for n, _ in pts], changes, marker=".", label=k.replace("he/", ""))
+            curves[k] = ([n for n, _ in pts], [100.0 * (v - base) / base for _, v in pts])
+        exp = scale_exponent([c for _, cs in curves.values() for c in cs])  # ~0.01 %: ticks in ×10⁻³ %
+        for k, (ns, changes) in curves.items():
+            ax.plot(ns, [c / 10.0**exp for c in changes], marker=".", label=k.replace("he/", ""))
         ax.axhline(0.0, color="grey", linewidth=0.5)
-        ax.set(xlabel="number of edits", ylabel="HE change from unedited (%)", title="hyperspherical energy")
+        ax.set(ylabel=axis_label("he_change_pct/", exp), title="hyperspherical energy")
+        edits_axis(ax, fontsize=10)
         ax.legend(fontsize=7)
         fig.tight_layout()
         written.append(run_dir / "he_vs_edits.png")

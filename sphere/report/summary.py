@@ -25,13 +25,17 @@ def build_summary(
     ``pre``, HE per layer before/after and its relative change, and where the time went."""
     pre_metrics, he_pre = split_per_layer(pre)
     final_metrics, he = split_per_layer(final)
+    change = {k: 100.0 * (he[k] - he_pre[k]) / he_pre[k] if he_pre.get(k) else 0.0 for k in he}
     return {
         **header,
         **final_metrics,
         "pre": pre_metrics,
         "he": he,
         "he_pre": he_pre,
-        "he_change_pct": {k: 100.0 * (he[k] - he_pre[k]) / he_pre[k] if he_pre.get(k) else 0.0 for k in he},
+        "he_change_pct": change,
+        # The run's HE headline: the mean over edited layers of |ΔHE| (a signed mean cancels between
+        # layers whose HE falls and layers whose HE rises; sphere.report.collect.he_summaries).
+        "he_abs_change_pct": sum(abs(v) for v in change.values()) / len(change) if change else None,
         "time": {
             **timings,
             # What users compare across editors and machines; the whole batch counts, z included.
@@ -80,6 +84,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines.append(f"{'HE (normalised) layer':<24}{'pre':>10}{'post':>10}{'change %':>12}")
     for k, v in summary["he"].items():
         lines.append(f"{k:<24}{summary['he_pre'][k]:>10.6g}{v:>10.6g}{summary['he_change_pct'][k]:>+12.3e}")
+    if summary.get("he_abs_change_pct") is not None:
+        lines.append(f"{'mean |change| over layers':<44}{summary['he_abs_change_pct']:>12.3e}")
     for k, note in (summary.get("notes") or {}).items():
         lines.append(f"* {k}: {note}")
     if summary.get("skipped_batches"):

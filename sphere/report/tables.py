@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from sphere.report.collect import BLOCK_COLS, SETTING_COLS
+from sphere.report.collect import BLOCK_COLS, HE_ABS, HE_SIGNED, SETTING_COLS
 from sphere.report.stats import CI95, NONE, SE, aggregate_settings, describe
 
 # Paper order: probability convention, generation metrics, top-1 convention, score; then general
@@ -34,9 +34,14 @@ _FIXED = [
 _TASK_NAMES = {"nli": "NLI", "open_qa": "Open QA", "closed_qa": "Closed QA", "mmlu": "MMLU", "sst2": "SST-2"}
 GENERAL_SUFFIXES = ("_se", "_f1", "_mcc", "_invalid", "_sd")
 """Suffixes of general/<task>_<x> columns that are not a task's accuracy (kept in summary.json)."""
-HE_COL = "he_change_pct"
+HE_COL = HE_SIGNED
+HE_COLS = (HE_ABS, HE_SIGNED)
 DAGGER = "†"
-_SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def note_mark(i: int) -> str:
+    """Footnote mark i (1-based): a letter, shown in brackets, never read as an exponent."""
+    return "abcdefghijklmnopqrstuvwxyz"[(i - 1) % 26]
 
 
 @dataclass(frozen=True)
@@ -46,9 +51,14 @@ class Column:
 
     @property
     def lower_is_better(self) -> bool:
-        """HE change: the best is the smallest change in either direction (SPHERE's claim is that
-        it keeps the angular structure, so |change| is what is compared)."""
-        return self.key == HE_COL
+        """HE change: the smaller the per-layer magnitude the better (SPHERE's claim is that it keeps
+        the angular structure); the signed mean has no better direction (None-like: see ``direction``)."""
+        return self.key == HE_ABS
+
+    @property
+    def direction(self) -> int:
+        """+1 higher is better, −1 lower is better, 0 neither (the signed HE mean)."""
+        return 0 if self.key == HE_SIGNED else (-1 if self.lower_is_better else 1)
 
 
 @dataclass
@@ -106,8 +116,10 @@ def table_columns(runs: pd.DataFrame) -> list[Column]:
             cols.append(Column(t, f"{_TASK_NAMES.get(name, name.replace('_', ' ').capitalize())} acc."))
     if has("general/mean"):
         cols.append(Column("general/mean", "General mean"))
-    if has(HE_COL):
-        cols.append(Column(HE_COL, "HE change %"))
+    if has(HE_ABS):
+        cols.append(Column(HE_ABS, "HE ∣Δ∣ % (mean over layers)"))
+    if has(HE_SIGNED):
+        cols.append(Column(HE_SIGNED, "HE Δ % (signed mean)"))
     return cols
 
 
@@ -177,7 +189,6 @@ def build_table(runs: pd.DataFrame) -> Table:
                     cells=cells,
                 )
             )
-        _mark_best(block_rows, columns)
         rows.extend(block_rows)
     return Table(columns=columns, rows=rows, footnotes=footnotes)
 
@@ -192,7 +203,7 @@ def _pre_row(block: str, in_block: pd.DataFrame, keys: list[str]) -> Row | None:
     done = in_block[in_block["finished"]].drop_duplicates("seed")
     cells = {}
     for k in keys:
-        if k == HE_COL or f"pre/{k}" not in done:
+        if k in HE_COLS or f"pre/{k}" not in done:
             continue
         st = describe(done[f"pre/{k}"])
         if st.n == 0:
@@ -218,20 +229,26 @@ def _pre_row(block: str, in_block: pd.DataFrame, keys: list[str]) -> Row | None:
     )
 
 
-def _mark_best(rows: list[Row], columns: list[Column]) -> None:
-    """Bold the best mean of each column among the edited settings of one block (ties all bold)."""
-    for col in columns:
-        vals = [
-            (abs(r.cells[col.key].mean) if col.lower_is_better else r.cells[col.key].mean, r)
-            for r in rows
-            if col.key in r.cells and not math.isnan(r.cells[col.key].mean)
-        ]
-        if len(vals) < 2:
-            continue
-        best = min(v for v, _ in vals) if col.lower_is_better else max(v for v, _ in vals)
-        for v, r in vals:
-            if math.isclose(v, best, rel_tol=1e-12, abs_tol=1e-12):
-                r.cells[col.key].best = True
+def mark_supported(table: Table, comparisons: list[Any]) -> None:
+    """Bold a cell only where a paired comparison supports it: of a SPHERE setting and its
+    baseline in one block, the better one in a metric whose Holm-adjusted exact p is below 0.05
+    (``sphere.report.paired``). No "best mean" is bolded: overlapping intervals and unpaired
+    means do not show that one setting is better."""
+    by_id = {(r.block, _sid(r)): r for r in table.rows if r.kind == "setting"}
+    for comp in comparisons:
+        on, off = by_id.get((comp.block, comp.setting_id)), by_id.get((comp.block, comp.baseline_setting_id))
+        for col in table.columns:
+            if not col.direction or not comp.supported(col.key) or on is None or off is None:
+                continue
+            better = on if comp.tests[col.key].mean * col.direction > 0 else off
+            if col.key in better.cells:
+                better.cells[col.key].best = True
+
+
+def _sid(row: Row) -> str:
+    from sphere.report.collect import setting_id
+
+    return setting_id(row.ident)
 
 
 def fmt_number(x: float) -> str:
@@ -246,13 +263,13 @@ def fmt_number(x: float) -> str:
 def fmt_value(x: float, key: str | None = None) -> str:
     """A value of column ``key``: HE changes (~1e-3 % after hundreds of edits) with 3 significant
     digits, so 0.0129 and 0.0053 do not both print as 0.01; every other column by ``fmt_number``."""
-    if key == HE_COL and x is not None and not math.isnan(x) and x != 0:
+    if key is not None and key.startswith(HE_COLS) and x is not None and not math.isnan(x) and x != 0:
         return f"{x:.3g}"
     return fmt_number(x)
 
 
-def cell_text(cell: Cell | None, key: str | None = None, *, unicode_markers: bool = True) -> str:
-    """``mean ± err`` of column ``key`` with its markers (``†`` single-seed SE, superscript notes)."""
+def cell_text(cell: Cell | None, key: str | None = None) -> str:
+    """``mean ± err`` of column ``key`` with its markers (``†`` single-seed SE, footnote letters in brackets)."""
     if cell is None or math.isnan(cell.mean):
         return "–"
     text = fmt_value(cell.mean, key)
@@ -261,8 +278,7 @@ def cell_text(cell: Cell | None, key: str | None = None, *, unicode_markers: boo
     if cell.err_kind == SE:
         text += DAGGER
     if cell.notes:
-        marks = ",".join(str(i) for i in cell.notes)
-        text += marks.translate(_SUPERSCRIPT).replace(",", "˒") if unicode_markers else f"[{marks}]"
+        text += f" [{','.join(note_mark(i) for i in cell.notes)}]"
     return text
 
 
@@ -281,10 +297,13 @@ def legend_lines(table: Table) -> list[str]:
     lines = [
         "± is the 95 % confidence interval of the mean over seeds (Student's t, t(0.975, n−1)·sd/√n).",
         f"{DAGGER} one finished seed only: ± is that run's standard error over edit cases, not a CI over seeds.",
-        "Bold: best value of its column within a block (HE change: closest to 0). "
+        "Bold: the better of a SPHERE setting and its baseline where the paired comparison supports it "
+        "(Holm-adjusted exact p < 0.05, tables/paired.md); no value is bolded for a best mean. "
+        "HE ∣Δ∣: mean over the edited layers of the magnitude of each layer's HE change; the signed mean "
+        "can cancel between layers and is secondary. "
         "Unfinished runs (no summary.json) are counted in the seeds column but not in the means.",
     ]
-    lines += [f"[{i}] non-canonical source: {text}" for i, text in enumerate(table.footnotes, 1)]
+    lines += [f"[{note_mark(i)}] non-canonical source: {text}" for i, text in enumerate(table.footnotes, 1)]
     return lines
 
 
@@ -343,7 +362,7 @@ def to_markdown(table: Table) -> str:
     return "\n".join(parts) + "\n"
 
 
-CURVE_METRICS = ("efficacy", "generalization", "specificity", HE_COL)
+CURVE_METRICS = ("efficacy", "generalization", "specificity", HE_ABS, HE_SIGNED)
 
 
 def curve_markdown(runs: pd.DataFrame, curves: pd.DataFrame, metrics: tuple[str, ...] = CURVE_METRICS) -> str:
@@ -369,7 +388,7 @@ def curve_markdown(runs: pd.DataFrame, curves: pd.DataFrame, metrics: tuple[str,
             "|" + "|".join(["---"] * 2 + ["---:"] * len(metrics)) + "|",
         ]
         order = {label: i for i, label in enumerate(labels)}
-        quality = [m for m in metrics if m != HE_COL]
+        quality = [m for m in metrics if m not in HE_COLS]
         for (label, n), vals in sorted(cells.items(), key=lambda kv: (order[kv[0][0]], kv[0][1])):
             if quality and not any(m in vals for m in quality):
                 continue  # HE alone (measured every batch): the rows are the evaluation points
@@ -381,7 +400,7 @@ def curve_markdown(runs: pd.DataFrame, curves: pd.DataFrame, metrics: tuple[str,
 
 
 _CURVE_NAMES = {"efficacy": "Efficacy", "generalization": "Generalization", "specificity": "Specificity",
-                HE_COL: "HE change %"}  # fmt: skip
+                HE_ABS: "HE ∣Δ∣ % (mean over layers)", HE_SIGNED: "HE Δ % (signed mean)"}  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------- LaTeX
@@ -423,7 +442,7 @@ def _latex_cell(cell: Cell | None, key: str) -> str:
     if cell.err_kind == SE:
         text += r"$^\dagger$"
     if cell.notes:
-        text += rf"\textsuperscript{{{','.join(map(str, cell.notes))}}}"
+        text += rf"\,[{','.join(note_mark(i) for i in cell.notes)}]"
     return text
 
 

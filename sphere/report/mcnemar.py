@@ -1,0 +1,134 @@
+"""McNemar's exact test on the same records edited with and without SPHERE.
+
+A pair of runs (:mod:`sphere.report.paired`) edits the same records in the same order; when both
+wrote ``outcomes.jsonl`` (one row per edited record at the final evaluation), each record's success
+can be compared directly. Only discordant units carry information: b = success without SPHERE and
+failure with it, c = the reverse; under H0 c ~ Binomial(b + c, ½), and the two-sided exact p is
+``scipy.stats.binomtest(c, b + c)``. Efficacy has one prompt per record, so its unit is the
+record; generalization and specificity are tested over prompts (a record's paraphrase and
+neighbourhood prompts are not independent, so read those p-values as descriptive where a record
+has several). The row ``all`` pools the discordant counts of every seed (strata of different
+records; valid under H0 in every stratum).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from scipy import stats as sps
+
+OUTCOMES = "outcomes.jsonl"
+
+# metric column -> (per-prompt list key, per-record key) in outcomes.jsonl rows (CounterFact)
+_OUTCOME_KEYS = {
+    "efficacy": ("rewrite_success_prompts", "rewrite_success"),
+    "generalization": ("paraphrase_success_prompts", "paraphrase_success"),
+    "specificity": ("neighborhood_success_prompts", "neighborhood_success"),
+    "efficacy_top1": ("rewrite_top1_prompts", "rewrite_top1"),
+    "generalization_top1": ("paraphrase_top1_prompts", "paraphrase_top1"),
+    "specificity_top1": ("neighborhood_top1_prompts", "neighborhood_top1"),
+}
+
+
+@dataclass(frozen=True)
+class McNemar:
+    units: int  # records or prompts present in both runs
+    lost: int  # b: success without SPHERE, failure with it
+    gained: int  # c: failure without SPHERE, success with it
+    unit: str  # "records" or "prompts"
+
+    @property
+    def p(self) -> float:
+        n = self.lost + self.gained
+        return 1.0 if n == 0 else float(sps.binomtest(self.gained, n, 0.5).pvalue)
+
+
+def read_outcomes(run_dir: Path) -> dict[Any, dict[str, Any]] | None:
+    """{case_id: row} of a run's ``outcomes.jsonl``, or None when the run has none (older runs)."""
+    path = Path(run_dir) / OUTCOMES
+    if not path.is_file():
+        return None
+    rows = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            rows[row["case_id"]] = row
+    return rows
+
+
+def _units(row: dict[str, Any], metric: str) -> tuple[list[float], str] | None:
+    """The binary outcomes of ``metric`` in one record: per prompt where listed, else the record's
+    value when it is 0 or 1 (a fraction cannot enter McNemar)."""
+    prompts_key, record_key = _OUTCOME_KEYS[metric]
+    listed = row.get(prompts_key)
+    if isinstance(listed, list):
+        unit = "records" if metric.startswith("efficacy") else "prompts"
+        return [float(v) for v in listed if v is not None], unit
+    v = row.get(record_key)
+    if isinstance(v, int | float) and v in (0, 1):
+        return [float(v)], "records"
+    return None
+
+
+def mcnemar_pair(
+    off: dict[Any, dict[str, Any]], on: dict[Any, dict[str, Any]], metric: str
+) -> McNemar | None:
+    """McNemar counts of ``metric`` over the records both runs measured (None if not measurable)."""
+    lost = gained = units = 0
+    unit = "records"
+    for case_id in sorted(set(off) & set(on), key=str):
+        a, b = _units(off[case_id], metric), _units(on[case_id], metric)
+        if a is None or b is None or len(a[0]) != len(b[0]):
+            continue
+        unit = a[1]
+        for x, y in zip(a[0], b[0]):
+            units += 1
+            lost += int(x == 1 and y == 0)
+            gained += int(x == 0 and y == 1)
+    return McNemar(units, lost, gained, unit) if units else None
+
+
+def mcnemar_table(comparisons: list, paths: dict[str, Path]) -> pd.DataFrame:
+    """One row per comparison, seed (and ``all``) and metric where both runs of a pair have
+    outcomes: block, comparison, seed, metric, unit, units, lost, gained, p. ``paths``: run_id → dir."""
+    rows = []
+    for comp in comparisons:
+        pooled: dict[str, McNemar] = {}
+        for seed, (base_id, on_id) in zip(comp.seeds, comp.run_ids):
+            off, on = read_outcomes(paths[base_id]), read_outcomes(paths[on_id])
+            if off is None or on is None:
+                continue
+            for metric in _OUTCOME_KEYS:
+                res = mcnemar_pair(off, on, metric)
+                if res is None:
+                    continue
+                rows.append(_row(comp, str(seed), metric, res))
+                acc = pooled.get(metric, McNemar(0, 0, 0, res.unit))
+                pooled[metric] = McNemar(
+                    acc.units + res.units, acc.lost + res.lost, acc.gained + res.gained, res.unit
+                )
+        seeds_with = {r["seed"] for r in rows if r["comparison"] == comp.label and r["block"] == comp.block}
+        if len(seeds_with) > 1:
+            rows.extend(_row(comp, "all", metric, res) for metric, res in pooled.items())
+    return pd.DataFrame(
+        rows, columns=["block", "comparison", "seed", "metric", "unit", "units", "lost", "gained", "p"]
+    )
+
+
+def _row(comp: Any, seed: str, metric: str, res: McNemar) -> dict[str, Any]:
+    return {
+        "block": comp.block,
+        "comparison": comp.label,
+        "seed": seed,
+        "metric": metric,
+        "unit": res.unit,
+        "units": res.units,
+        "lost": res.lost,
+        "gained": res.gained,
+        "p": res.p if res.units else math.nan,
+    }
