@@ -92,6 +92,11 @@ def build_report(
         "HE change against every headline metric, centred within evaluation points, runs as the unit",
     )
     write(
+        "tables/he_below.csv",
+        inference.he_below.to_csv(index=False),
+        "per pair: evaluation points where SPHERE's HE change is below its baseline's",
+    )
+    write(
         "tables/he_layers.csv", inference.he_layers.to_csv(index=False), "HE change per layer, signed and |·|"
     )
     figs = make_figures(

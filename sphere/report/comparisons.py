@@ -37,6 +37,7 @@ class Inference:
     mcnemar: pd.DataFrame
     correlations: pd.DataFrame
     he_layers: pd.DataFrame  # per setting and layer: signed and absolute HE change over seeds
+    he_below: pd.DataFrame  # per pair: at how many evaluation points SPHERE's HE change is below
     headers: dict[str, str]  # metric -> header
 
     def header(self, metric: str) -> str:
@@ -63,8 +64,44 @@ def infer(coll: Collection, headers: dict[str, str]) -> Inference:
         if len(coll.curves)
         else pd.DataFrame(),
         he_layers=he_layer_frame(coll.runs),
+        he_below=he_below_frame(comps, coll.curves),
         headers=headers,
     )
+
+
+def he_below_frame(comps: Sequence[Comparison], curves: pd.DataFrame) -> pd.DataFrame:
+    """Per pair of runs: at how many of the points where both logged HE (every batch, n > 0) the
+    SPHERE run's mean per-layer |ΔHE|, and its signed mean, are below the baseline's, and where not."""
+    rows = []
+    for c in comps:
+        for seed, (base_id, on_id) in zip(c.seeds, c.run_ids):
+            row: dict[str, object] = {"block": c.block, "comparison": c.label, "seed": seed}
+            for m in (HE_ABS, HE_SIGNED):
+                sub = curves[(curves["metric"] == m) & (curves["n_edits_done"] > 0)]
+                off = sub[sub["run_id"] == base_id].set_index("n_edits_done")["value"]
+                on = sub[sub["run_id"] == on_id].set_index("n_edits_done")["value"]
+                common = sorted(set(off.index) & set(on.index))
+                not_below = [int(n) for n in common if not on[n] < off[n]]
+                row[f"{m}_points"] = len(common)
+                row[f"{m}_below"] = len(common) - len(not_below)
+                row[f"{m}_not_below_at"] = " ".join(map(str, not_below))
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _below_md(frame: pd.DataFrame) -> list[str]:
+    if frame.empty:
+        return []
+    out = ["SPHERE's HE change below its baseline's, of the points where both logged HE (after every batch):", "",
+           "| Block | Comparison | Seed | mean ∣Δ∣: below at | not below at (edits) | signed mean: below at | not below at (edits) |",
+           "|---|---|---:|---:|---|---:|---|"]  # fmt: skip
+    for r in frame.to_dict("records"):
+        out.append(
+            f"| {r['block']} | {r['comparison']} | {r['seed']} | {r[HE_ABS + '_below']} of {r[HE_ABS + '_points']} "
+            f"| {r[HE_ABS + '_not_below_at'] or '–'} | {r[HE_SIGNED + '_below']} of {r[HE_SIGNED + '_points']} "
+            f"| {r[HE_SIGNED + '_not_below_at'] or '–'} |"
+        )
+    return [*out, ""]
 
 
 def he_layer_frame(runs: pd.DataFrame) -> pd.DataFrame:
@@ -242,6 +279,7 @@ def to_markdown(inf: Inference) -> str:
     ]
     parts += ["## HE per layer", ""]
     parts += _layers_md(inf.he_layers)
+    parts += _below_md(inf.he_below)
     parts += _paired_md(inf, inf.layers, "∣ΔHE∣ per layer, paired") or [
         "No per-layer HE in the paired runs.",
         "",

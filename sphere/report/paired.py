@@ -183,23 +183,25 @@ def find_pairs(coll: Collection) -> tuple[pd.DataFrame, list[str]]:
         candidates = base[mask]
         if candidates.empty:
             continue
-        if len(candidates) > 1:
+
+        def apart(b_id: str, on_id: str = r["run_id"]) -> list[str]:
+            diff = config_differences([by_id[on_id], by_id[b_id]])
+            return [k for k in diff if not k.startswith(_SPHERE_KEYS)]
+
+        same = [b for b in candidates["run_id"] if not apart(b)]
+        if len(same) > 1:
             warnings.append(
-                f"{r['run_id']}: {len(candidates)} baseline runs share its model, data, editor and seed "
-                f"({', '.join(candidates['run_id'])}); not paired"
+                f"{r['run_id']}: {len(same)} baseline runs share its config but SPHERE "
+                f"({', '.join(same)}); not paired"
             )
             continue
-        b = candidates.iloc[0]
-        diff = [
-            k
-            for k in config_differences([by_id[r["run_id"]], by_id[b["run_id"]]])
-            if not k.startswith(_SPHERE_KEYS)
-        ]
-        if diff:
+        if not same:
+            first = candidates["run_id"].iloc[0]
             warnings.append(
-                f"{r['run_id']} and {b['run_id']} differ in {', '.join(diff[:6])}: not a SPHERE pair"
+                f"{r['run_id']} and {first} differ in {', '.join(apart(first)[:6])}: not a SPHERE pair"
             )
             continue
+        b = candidates[candidates["run_id"] == same[0]].iloc[0]
         rows.append(
             {
                 "block": r["block"],
