@@ -321,6 +321,25 @@ def _curve_rows(run: Run, ident: dict[str, Any], sid: str) -> list[dict[str, Any
     return [{**head, "n_edits_done": n, "metric": k, "value": v} for (n, k), v in sorted(values.items())]
 
 
+def provenance_columns(summary: dict[str, Any]) -> dict[str, Any]:
+    """The provenance a table shows per run (summary.json ``provenance``, written since Dec 2026):
+    commit (12 characters, ``+`` when the tree had changes), package and torch versions, device,
+    the model digest and the data file's sha256 (12 characters). Empty for older runs."""
+    prov = summary.get("provenance")
+    if not isinstance(prov, dict):
+        return {}
+    code, versions = prov.get("code") or {}, prov.get("versions") or {}
+    commit = str(code.get("commit") or "unknown")
+    return {
+        "commit": (commit[:12] if commit != "unknown" else commit) + ("+" if code.get("dirty") else ""),
+        "versions": f"sphere {versions.get('sphere-edit', '?')}, torch {versions.get('torch', '?')}, "
+        f"transformers {versions.get('transformers', '?')}",
+        "device": str((prov.get("machine") or {}).get("device", "?")),
+        "model_digest": str((prov.get("model") or {}).get("digest") or ""),
+        "data_sha256": str((prov.get("data") or {}).get("sha256") or "")[:12],
+    }
+
+
 def config_differences(runs: list[Run]) -> list[str]:
     """Config keys (not operational, not the seed) whose values differ among ``runs``."""
     flat = [_flatten(r.config) for r in runs]
@@ -389,6 +408,7 @@ def collect(paths: list[Path]) -> Collection:
         }
         if run.summary:
             row.update(final_metrics(run.summary))
+            row.update(provenance_columns(run.summary))
         run_rows.append(row)
         curve_rows.extend(_curve_rows(run, ident, sid))
     for group in by_setting.values():

@@ -130,13 +130,30 @@ def _fmt(x: float) -> str:
     return "–" if x is None or math.isnan(x) else f"{x:.3g}"
 
 
+def provenance_html(runs: pd.DataFrame) -> str:
+    """One line on where the runs' numbers came from: the commits (``+``: modified tree) and
+    versions they ran at, and how many runs predate provenance in summary.json."""
+    if "commit" not in runs or not runs["commit"].notna().any():
+        return "<p class='meta'>No run records its code version (summary.json without provenance).</p>"
+    parts = []
+    for key, what in (("commit", "commit"), ("versions", "versions"), ("device", "device")):
+        counts = runs[key].dropna().value_counts()
+        parts.append(f"{what}: " + "; ".join(f"<code>{_e(v)}</code> ({n})" for v, n in counts.items()))
+    missing = int(runs["commit"].isna().sum())
+    if missing:
+        parts.append(f"{missing} run(s) without provenance (written before it was recorded)")
+    return "<p class='meta'>" + " · ".join(parts) + "</p>"
+
+
 def runs_table_html(runs: pd.DataFrame) -> str:
     """Every run read, so a reader can find the directory behind a number."""
     cols = [("run_id", "Run"), ("label", "Setting"), ("seed", "Seed"), ("n_edits_done", "Edits done"),
             ("n_edits", "Edits planned"), ("finished", "Finished"), ("has_checkpoint", "Checkpoint"),
             ("efficacy", "Efficacy"), ("generalization", "Generalization"), ("specificity", "Specificity"),
-            ("score", "Score"), ("he_change_pct", "HE change %")]  # fmt: skip
-    cols = [(k, h) for k, h in cols if k in runs]
+            ("score", "Score"), ("he_abs_change_pct", "HE ∣Δ∣ %"), ("he_change_pct", "HE Δ % (signed)"),
+            ("commit", "Commit"), ("versions", "Versions"), ("device", "Device"),
+            ("model_digest", "Model digest"), ("data_sha256", "Data sha256")]  # fmt: skip
+    cols = [(k, h) for k, h in cols if k in runs and runs[k].notna().any()]
     parts = ["<div class='scroll'><table class='data sortable'><thead><tr>"]
     parts += [f"<th>{_e(h)}</th>" for _, h in cols]
     parts.append("</tr></thead><tbody>")
@@ -144,7 +161,9 @@ def runs_table_html(runs: pd.DataFrame) -> str:
         parts.append("<tr>")
         for k, _ in cols:
             v = r[k]
-            if k in ("finished", "has_checkpoint"):
+            if isinstance(v, float) and math.isnan(v) and k in ("commit", "versions", "device"):
+                parts.append("<td>–</td>")  # a run from before summary.json carried provenance
+            elif k in ("finished", "has_checkpoint"):
                 parts.append(f"<td>{'yes' if v else '<b>no</b>'}</td>")
             elif isinstance(v, numbers.Integral):
                 parts.append(f"<td class='num' data-v='{int(v)}'>{int(v)}</td>")
@@ -254,7 +273,7 @@ def render(
             + "".join(f"<li>{_e(s)}</li>" for s in info.skipped_figures)
             + "</ul>"
         )
-    body += ["<h2>Runs read</h2>", runs_table_html(runs)]
+    body += ["<h2>Runs read</h2>", provenance_html(runs), runs_table_html(runs)]
     if info.files:
         body.append(
             "<h2>Files written</h2><ul class='notes'>"

@@ -181,3 +181,23 @@ def test_correlation_within_points_with_runs_permuted() -> None:
     # 4! = 24 permutations, exact; |r| = 1 only for the identity and the reversed order
     assert out["permutations"] == 24 and out["p_runs_permuted"] == pytest.approx(2 / 24)
     assert out["n_runs"] == 4 and out["n_points"] == 12 and out["df_per_run"] == 4 - 1 - 1
+
+
+def test_report_carries_each_runs_provenance(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    new = write_run(root, seed=0, checkpoint=False)
+    write_run(root, seed=1, checkpoint=False)  # an older run, without provenance
+    summary = json.loads((new / "summary.json").read_text())
+    summary["provenance"] = {
+        "code": {"commit": "a" * 40, "dirty": True},
+        "versions": {"sphere-edit": "0.1.0", "torch": "2.13.0", "transformers": "5.0"},
+        "machine": {"device": "cpu"},
+        "model": {"digest": "sha256:abc"},
+        "data": {"sha256": "b" * 64},
+    }
+    (new / "summary.json").write_text(json.dumps(summary))
+    build_report([root], tmp_path / "out", formats=("png",))
+    runs = pd.read_csv(tmp_path / "out" / "tables" / "runs.csv")
+    assert set(runs["commit"].dropna()) == {"a" * 12 + "+"} and runs["commit"].isna().sum() == 1
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "a" * 12 + "+" in html and "1 run(s) without provenance" in html and "b" * 12 in html
