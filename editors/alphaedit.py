@@ -23,11 +23,12 @@ from typing import Any
 import torch
 
 from editors.core.context import EditContext
+from editors.core.footprint import SETUP, SOLVE, Footprint, PlanItem, ShapeInfo
 from editors.core.hparams import knob
 from editors.core.past_keys import PastKeys
 from editors.core.protocol import Placement
 from editors.core.solvers import NULLSPACE_RULES, alphaedit_delta, nullspace_projector
-from editors.core.spread import SPREAD_POINTS, SpreadEditor
+from editors.core.spread import SPREAD_POINTS, SpreadEditor, spread_footprint
 from editors.memit import MEMITHParams
 from editors.registry import register_editor
 
@@ -113,11 +114,57 @@ class NullSpaceSolve:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.past.load_state_dict(state)
 
+    def footprint(self, shape: ShapeInfo) -> Footprint:
+        """C of every edited layer (the run's statistics); the projectors P and the key cache Σkkᵀ,
+        d_ff² float32 per layer each, in host memory (moved to the device one layer at a time); P
+        from an eigh of C on the CPU (eigenvectors + LAPACK workspace ≈ 3 d_ff²), cached on disk by
+        the run. The solve (``alphaedit_delta``), float32: P, C_past, KᵀK and their sum (4), then
+        P, M = P(…) and M's LU (3)."""
+        n, ff = len(shape.layers), shape.d_ff
+        ff2 = ff**2
+        projectors = PlanItem(
+            "AlphaEdit: null-space projectors P",
+            "host",
+            n * ff2 * 4,
+            f"{n} × {ff}² × 4 B",
+            setting="use fewer editor.layers",
+        )
+        past = self.past.footprint(
+            shape, "AlphaEdit: key cache Σkkᵀ of edited keys", "use fewer editor.layers"
+        )
+        rest = [
+            PlanItem("AlphaEdit: eigh of C for P", "host", 3 * ff2 * 4, f"3 × {ff}² × 4 B", (SETUP,)),
+            PlanItem(
+                "solve workspace (float32): P, C_past, KᵀK, sum",
+                "device",
+                4 * ff2 * 4,
+                f"4 × {ff}² × 4 B",
+                (SOLVE,),
+                "use a larger device (d_ff² is fixed by the model)",
+            ),
+            PlanItem("projector cache (run.cache_dir)", "disk", n * ff2 * 4, f"{n} × {ff}² × 4 B"),
+        ]
+        return Footprint([projectors]) + past + Footprint(rest, stats_layers=n)
+
 
 ALPHAEDIT_PLACEMENT = Placement(points=SPREAD_POINTS, default_point="layer", default_reference="current")
 
 
-@register_editor("alphaedit", hparams=AlphaEditHParams, placement=ALPHAEDIT_PLACEMENT)
+def nullspace_solve(hp: AlphaEditHParams) -> NullSpaceSolve:
+    return NullSpaceSolve(hp.nullspace_threshold, hp.L2, hp.nullspace_rule)
+
+
+def alphaedit_footprint(shape: ShapeInfo, hp: AlphaEditHParams) -> Footprint:
+    return spread_footprint(shape, hp, nullspace_solve(hp))
+
+
+@register_editor(
+    "alphaedit",
+    hparams=AlphaEditHParams,
+    placement=ALPHAEDIT_PLACEMENT,
+    display_name="AlphaEdit",
+    footprint=alphaedit_footprint,
+)
 def alphaedit(hp: AlphaEditHParams, ctx: EditContext) -> SpreadEditor:
     """Null-space constrained editing with a cache of past keys (Fang et al., 2025)."""
-    return SpreadEditor(hp, ctx, NullSpaceSolve(hp.nullspace_threshold, hp.L2, hp.nullspace_rule))
+    return SpreadEditor(hp, ctx, nullspace_solve(hp))

@@ -20,10 +20,11 @@ from typing import Any
 import torch
 
 from editors.core.context import EditContext
+from editors.core.footprint import SOLVE, Footprint, PlanItem, ShapeInfo
 from editors.core.hparams import HELP, knob
 from editors.core.past_keys import PastKeys
-from editors.core.solvers import memit_delta
-from editors.core.spread import SPREAD_PLACEMENT, SpreadEditor
+from editors.core.solvers import GRAM_BLOCK_ROWS, memit_delta
+from editors.core.spread import SPREAD_PLACEMENT, SpreadEditor, spread_footprint
 from editors.registry import register_editor
 
 
@@ -94,12 +95,46 @@ class MemitSolve:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.past.load_state_dict(state)
 
+    def footprint(self, shape: ShapeInfo) -> Footprint:
+        """C of every edited layer (the run's statistics); the d_ff × d_ff solve of one layer at a
+        time (``memit_delta``), in the solve dtype: one matrix, A = λC + KᵀK built in place (KᵀK
+        added GRAM_BLOCK_ROWS rows at a time), LU-factored in place and freed before ΔW is formed (in
+        float32, counted with the layer loop). With ``past_weight`` > 0 the key cache Σkkᵀ
+        (``PastKeys``) stays in host memory and is added to A a block of rows at a time."""
+        ff = shape.d_ff
+        sb, name = self.dtype.itemsize, str(self.dtype).removeprefix("torch.")
+        rows = min(GRAM_BLOCK_ROWS, ff)
+        past = Footprint()
+        if self.wants_edited_keys:
+            past = self.past.footprint(
+                shape,
+                "MEMIT past_edit_weight: key cache Σkkᵀ of earlier edits",
+                "set editor.past_edit_weight=0 (the reference's MEMIT) or use fewer editor.layers",
+            )
+        workspace = PlanItem(
+            f"solve workspace ({name}): A = λC + KᵀK in place",
+            "device",
+            ff**2 * sb + rows * ff * sb,
+            f"{ff}² × {sb} B + {rows}×{ff} × {sb} B",
+            (SOLVE,),
+            "set editor.solver_dtype=float32"
+            if sb == 8
+            else "use a larger device (d_ff² is fixed by the model)",
+        )
+        return past + Footprint([workspace], stats_layers=len(shape.layers))
+
 
 def memit_solve(hp: MEMITHParams) -> MemitSolve:
     return MemitSolve(hp.mom2_update_weight, getattr(torch, hp.solver_dtype), hp.past_edit_weight)
 
 
-@register_editor("memit", hparams=MEMITHParams, placement=SPREAD_PLACEMENT)
+def memit_footprint(shape: ShapeInfo, hp: MEMITHParams) -> Footprint:
+    return spread_footprint(shape, hp, memit_solve(hp))
+
+
+@register_editor(
+    "memit", hparams=MEMITHParams, placement=SPREAD_PLACEMENT, display_name="MEMIT", footprint=memit_footprint
+)
 def memit(hp: MEMITHParams, ctx: EditContext) -> SpreadEditor:
     """Least squares spread over several layers (Meng et al., 2023)."""
     return SpreadEditor(hp, ctx, memit_solve(hp))

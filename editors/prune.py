@@ -18,10 +18,11 @@ from dataclasses import dataclass
 import torch
 
 from editors.core.context import EditContext, commit_accumulated, commit_step
+from editors.core.footprint import TRANSFORM, Footprint, PlanItem, ShapeInfo
 from editors.core.hparams import knob
 from editors.core.protocol import Placement
 from editors.core.solvers import full_precision
-from editors.core.spread import SPREAD_POINTS, SpreadEditor
+from editors.core.spread import SPREAD_POINTS, SpreadEditor, spread_footprint
 from editors.core.weights import TransformPoint
 from editors.memit import MEMITHParams, memit_solve
 from editors.registry import register_editor
@@ -41,6 +42,22 @@ class PruneRestraint:
 
     def __repr__(self) -> str:
         return f"PruneRestraint(point={self.point!r})"
+
+    @staticmethod
+    def footprint(shape: ShapeInfo) -> Footprint:
+        """An SVD of Δ: its copy, U, Vᵀ, the product ≈ 4 m×c + min(m, c)² float32, one matrix at a time."""
+        mc, k = shape.d_model * shape.d_ff, min(shape.d_model, shape.d_ff)
+        return Footprint(
+            [
+                PlanItem(
+                    "PRUNE restraint (SVD of ΔW)",
+                    "device",
+                    (4 * mc + k * k) * 4,
+                    f"(4 × {shape.matrix} + {k}²) × 4 B",
+                    (TRANSFORM,),
+                )
+            ]
+        )
 
     def max_singular_value(self, name: str, reference: torch.Tensor) -> float:
         if name not in self._s0:
@@ -85,7 +102,13 @@ def prune_placement(hp: PRUNEHParams) -> Placement:
     return Placement(points=SPREAD_POINTS, default_point=restraint_point(hp), default_reference="pretrained")
 
 
-@register_editor("prune", hparams=PRUNEHParams, placement=prune_placement)
+def prune_footprint(shape: ShapeInfo, hp: PRUNEHParams) -> Footprint:
+    return spread_footprint(shape, hp, memit_solve(hp), [PruneRestraint(point=restraint_point(hp))])
+
+
+@register_editor(
+    "prune", hparams=PRUNEHParams, placement=prune_placement, display_name="PRUNE", footprint=prune_footprint
+)
 def prune(hp: PRUNEHParams, ctx: EditContext) -> SpreadEditor:
     """MEMIT with the singular values of the accumulated edit log-restrained (Ma et al., 2025)."""
     return SpreadEditor(

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import torch
 
 from editors.core.context import EditContext
+from editors.core.footprint import TRANSFORM, Footprint, PlanItem, ShapeInfo
 from editors.core.hparams import knob
 from editors.core.solvers import full_precision
-from editors.core.spread import SPREAD_PLACEMENT, SpreadEditor
+from editors.core.spread import SPREAD_PLACEMENT, SpreadEditor, spread_footprint
 from editors.core.weights import TransformPoint
 from editors.memit import MEMITHParams, memit_solve
 from editors.registry import register_editor
@@ -41,6 +42,13 @@ class RectMask:
 
     def __repr__(self) -> str:
         return f"RectMask(keep_fraction={self.keep_fraction}, point={self.point!r})"
+
+    @staticmethod
+    def footprint(shape: ShapeInfo) -> Footprint:
+        """|ΔW/W|, its sorted copy for kthvalue, the product: ≈ 4 m×c float32, one matrix at a time."""
+        mc = shape.d_model * shape.d_ff
+        how = f"4 × {shape.matrix} × 4 B"
+        return Footprint([PlanItem("RECT mask workspace", "device", 4 * mc * 4, how, (TRANSFORM,))])
 
     def __call__(self, name: str, layer: int, reference: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         if reference.shape != delta.shape:
@@ -68,7 +76,17 @@ class RECTHParams(MEMITHParams):
         check_keep_fraction(self.keep_fraction)
 
 
-@register_editor("rect", hparams=RECTHParams, placement=SPREAD_PLACEMENT)
+def rect_mask(hp: RECTHParams) -> RectMask:
+    return RectMask(hp.keep_fraction, point="step")
+
+
+def rect_footprint(shape: ShapeInfo, hp: RECTHParams) -> Footprint:
+    return spread_footprint(shape, hp, memit_solve(hp), [rect_mask(hp)])
+
+
+@register_editor(
+    "rect", hparams=RECTHParams, placement=SPREAD_PLACEMENT, display_name="RECT", footprint=rect_footprint
+)
 def rect(hp: RECTHParams, ctx: EditContext) -> SpreadEditor:
     """MEMIT with each update sparsified by relative change before SPHERE (Gu et al., 2024)."""
-    return SpreadEditor(hp, ctx, memit_solve(hp), own_transforms=[RectMask(hp.keep_fraction, point="step")])
+    return SpreadEditor(hp, ctx, memit_solve(hp), own_transforms=[rect_mask(hp)])

@@ -1,4 +1,5 @@
-"""Editor registry: ``@register_editor("memit", hparams=..., placement=...)`` on a builder.
+"""Editor registry: ``@register_editor("memit", hparams=..., placement=..., display_name=..., footprint=...)``
+on a builder.
 
 Editors are discovered, not listed: on the first lookup every module of the ``editors`` package is
 imported (so a new ``editors/<name>.py`` registers itself), then every module named by the
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
+from editors.core.footprint import Footprint, ShapeInfo
 from editors.core.protocol import Editor, Placement
 
 ENTRY_POINT_GROUP = "sphere.editors"
@@ -34,6 +36,12 @@ class EditorEntry:
         placement: ``placement(hp) -> Placement`` (a function because it may depend on a knob,
             e.g. PRUNE's ``feedback``).
         summary: first line of the builder's docstring, for ``--describe`` and docs.
+        display_name: how tables and figures name it ("AlphaEdit"); the name itself by default.
+        footprint: ``footprint(shape, hp) -> Footprint``: the memory and disk of the pieces the
+            editor is built from (editors/core/footprint.py), composed as the builder composes the
+            pieces, e.g. ``spread_footprint(shape, hp, memit_solve(hp))``. The run plan
+            (``run.plan=true`` and the start-up fit check) reads it; None: unknown, and the plan
+            says that it counts none of the editor's own memory.
     """
 
     name: str
@@ -41,6 +49,12 @@ class EditorEntry:
     build: Callable[[Any, Any], Editor]
     placement: Callable[[Any], Placement]
     summary: str
+    display_name: str = ""
+    footprint: Callable[[ShapeInfo, Any], Footprint] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.display_name:
+            object.__setattr__(self, "display_name", self.name)
 
 
 _EDITORS: dict[str, EditorEntry] = {}
@@ -51,15 +65,25 @@ class UnknownEditorError(KeyError):
         return str(self.args[0])
 
 
-def register_editor(name: str, *, hparams: type, placement: Placement | Callable[[Any], Placement]):
-    """Decorator registering ``build`` (a class or a function) under ``name``; duplicates are refused."""
+def register_editor(
+    name: str,
+    *,
+    hparams: type,
+    placement: Placement | Callable[[Any], Placement],
+    display_name: str | None = None,
+    footprint: Callable[[ShapeInfo, Any], Footprint] | None = None,
+):
+    """Decorator registering ``build`` (a class or a function) under ``name``; duplicates are refused.
+
+    ``display_name`` and ``footprint``: see ``EditorEntry``.
+    """
 
     def deco(build: Callable[[Any, Any], Editor]) -> Callable[[Any, Any], Editor]:
         if name in _EDITORS and _EDITORS[name].build is not build:
             raise ValueError(f"editor {name!r} is registered twice ({_EDITORS[name].build}, {build})")
         place = placement if callable(placement) else (lambda hp, p=placement: p)
         summary = ((build.__doc__ or "").strip().splitlines() or [""])[0]
-        _EDITORS[name] = EditorEntry(name, hparams, build, place, summary)
+        _EDITORS[name] = EditorEntry(name, hparams, build, place, summary, display_name or name, footprint)
         return build
 
     return deco

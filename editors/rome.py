@@ -16,13 +16,15 @@ from dataclasses import dataclass
 import torch
 
 from editors.core.context import EditContext, commit_step
+from editors.core.footprint import SETUP, SOLVE, Footprint, PlanItem, ShapeInfo
 from editors.core.hparams import HELP, knob
 from editors.core.keys import compute_keys, read_at_subject
 from editors.core.protocol import Placement
 from editors.core.requests import EditRequest
 from editors.core.solvers import full_precision
+from editors.core.spread import loop_footprint
 from editors.core.templates import ContextTemplates
-from editors.core.values import ValueOptions, compute_target_values
+from editors.core.values import ValueOptions, compute_target_values, values_footprint
 from editors.core.weights import LayerUpdate, TransformPoint, UpdateTransform
 from editors.registry import register_editor
 
@@ -62,7 +64,34 @@ def rank_one_delta(
 ROME_PLACEMENT = Placement(points=frozenset[TransformPoint]({"step", "readout"}), default_point="step")
 
 
-@register_editor("rome", hparams=ROMEHParams, placement=ROME_PLACEMENT)
+def rome_footprint(shape: ShapeInfo, hp: ROMEHParams) -> Footprint:
+    """z of one request at a time, with δ at the MLP inside the edited block (so that block's
+    tensors are kept too); W and ΔW of the one layer; with ``mom2_adjustment``, C of that layer
+    (the run's statistics) and C⁻¹ in host memory (inverted once in float64: ≈ 3 d_ff² float64),
+    moved to the device for each request."""
+    values = values_footprint(
+        shape,
+        requests=1,
+        template_params=hp.context_template_length_params,
+        inside_block=True,
+        setting="use fewer templates (editor.context_template_length_params)",
+    )
+    total = values + loop_footprint(shape, len(hp.layers))
+    if not hp.mom2_adjustment:
+        return total
+    ff = shape.d_ff
+    ff2 = ff**2
+    inverse = [
+        PlanItem("ROME: C⁻¹", "host", ff2 * 4, f"{ff}² × 4 B", setting="set editor.mom2_adjustment=false"),
+        PlanItem("ROME: C⁻¹ on the device", "device", ff2 * 4, f"{ff}² × 4 B", (SOLVE,)),
+        PlanItem("ROME: inverting C (float64)", "host", 3 * ff2 * 8, f"3 × {ff}² × 8 B", (SETUP,)),
+    ]
+    return total + Footprint(inverse, stats_layers=1)
+
+
+@register_editor(
+    "rome", hparams=ROMEHParams, placement=ROME_PLACEMENT, display_name="ROME", footprint=rome_footprint
+)
 class ROME:
     """Rank-one model editing, one fact at a time (Meng et al., 2022)."""
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Download the canonical CounterFact / MultiCounterFact / ZsRE files (and the consistency metric's
-attribute_snippets, idf, tfidf_vocab) into data/full, sha256-checked.
+attribute_snippets, idf, tfidf_vocab; EasyEdit's 10,000-record CounterFact edit split
+counterfact-edit) into data/full, sha256-checked.
 
-Example: python scripts/download_data.py counterfact zsre multi_counterfact
+Example: python scripts/download_data.py counterfact zsre multi_counterfact counterfact-edit
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from sphere.report.collect import he_summaries
+from sphere.evaluation.he import he_summaries
 
 
 def main(argv: list[str]) -> int:

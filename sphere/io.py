@@ -6,7 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,19 +25,40 @@ class CorruptFileError(OSError):
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` then rename the temp file over ``path`` (same directory: atomic)."""
+    """Call ``write(tmp_path)`` then rename the temp file over ``path`` (same directory: atomic).
+
+    The file gets the mode a plain ``open(path, "w")`` would give it, 0o666 less the umask, so a
+    group-shared output directory (umask 002 or 027) works as the user set it up: ``mkstemp``
+    creates 0600 files, and a fixed chmod would ignore the umask.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp, mode = _new_temp(path)
     try:
         write(tmp)
         kill_point(f"write:{path.name}")  # tests: a kill mid-write must leave the old file intact
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are meant to be read by others
+        os.chmod(tmp, mode)  # the writer may have replaced the file (and its mode) by its own
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _new_temp(path: Path) -> tuple[str, int]:
+    """(name, mode) of a new empty temp file beside ``path``, created like ``open(..., "w")``
+    creates files: mode 0o666 with the kernel applying the umask. The umask is never read or
+    changed (``os.umask`` can only be read by setting it, process-wide, racing other threads)."""
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        try:
+            return tmp, stat.S_IMODE(os.fstat(fd).st_mode)
+        finally:
+            os.close(fd)
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

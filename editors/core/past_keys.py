@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from editors.core.footprint import Footprint, PlanItem, ShapeInfo
+
 
 class PastKeys:
     """Per-layer Σ k kᵀ of committed edits; ``state_dict`` carries it across a resumed run."""
@@ -34,3 +36,13 @@ class PastKeys:
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.gram.update({int(k[5:]): v for k, v in state.items() if k.startswith("past.")})
+
+    @staticmethod
+    def footprint(shape: ShapeInfo, label: str, setting: str) -> Footprint:
+        """Σkkᵀ of every edited layer: d_ff² float32 per layer in host memory (moved to the device
+        one layer at a time by the solve that reads it), and in every checkpoint (``state_dict``).
+        ``label`` names the owner ("AlphaEdit: key cache ..."), ``setting`` what shrinks it."""
+        n, ff = len(shape.layers), shape.d_ff
+        return Footprint(
+            [PlanItem(label, "host", n * ff**2 * 4, f"{n} × {ff}² × 4 B", setting=setting, checkpointed=True)]
+        )

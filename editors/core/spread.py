@@ -18,13 +18,22 @@ from typing import Any, Protocol
 import torch
 
 from editors.core.context import EditContext, commit_step
+from editors.core.footprint import (
+    SOLVE,
+    WHILE_TRANSFORMING,
+    Footprint,
+    PlanItem,
+    ShapeInfo,
+    combine,
+    footprint_of,
+)
 from editors.core.keys import compute_keys, subject_outputs
 from editors.core.model_spec import get_module
 from editors.core.post_norm import through_post_norm
 from editors.core.protocol import Placement
 from editors.core.requests import EditRequest
 from editors.core.templates import ContextTemplates
-from editors.core.values import ValueOptions, compute_target_values
+from editors.core.values import ValueOptions, compute_target_values, values_footprint
 from editors.core.weights import (
     LayerUpdate,
     TransformPoint,
@@ -106,6 +115,42 @@ def spread_residual(
         for layer, w in originals.items():
             weights.write(layer, w)
     return deltas
+
+
+def loop_footprint(shape: ShapeInfo, n_layers: int) -> Footprint:
+    """The float32 copies a batch holds on the device while it is solved and transformed: each
+    edited layer's W before the batch and its ΔW (``spread_residual``'s ``originals`` and
+    ``deltas``; ROME: W and ΔW of its one layer)."""
+    return Footprint(
+        [
+            PlanItem(
+                "layer loop: W before the batch and ΔW, float32",
+                "device",
+                2 * n_layers * shape.layer_bytes,
+                f"2 × {n_layers} × {shape.matrix} × 4 B",
+                (SOLVE, WHILE_TRANSFORMING),
+                "use fewer editor.layers",
+            )
+        ]
+    )
+
+
+def spread_footprint(
+    shape: ShapeInfo, hp: Any, solve: LayerSolve, own_transforms: Sequence[UpdateTransform] = ()
+) -> Footprint:
+    """What ``SpreadEditor(hp, ctx, solve, own_transforms=...)`` costs: the z optimisation of the
+    whole batch (in chunks of ``hp.v_max_rows`` rows), the layer loop's copies, then whatever the
+    solve and each own transform declare (their ``footprint(shape)``; one without it declares
+    nothing). An editor's registry entry passes the same pieces as its builder."""
+    values = values_footprint(
+        shape,
+        requests=shape.batch_size,
+        template_params=hp.context_template_length_params,
+        max_rows=ValueOptions.from_hparams(hp).max_rows,
+        setting="set editor.v_max_rows (z in chunks of rows, same result) or lower dataset.batch_size",
+    )
+    pieces = [footprint_of(solve, shape), *(footprint_of(t, shape) for t in own_transforms)]
+    return combine([values, loop_footprint(shape, len(hp.layers)), *pieces])
 
 
 class SpreadEditor:

@@ -8,14 +8,18 @@
 Writes into the Hydra run directory: config.yaml (resolved), metrics.jsonl, summary.json,
 summary.txt, plots and checkpoint/ (edited layers only). The work is ``sphere.api.run_config``;
 this file only maps failures to one-line messages and exit codes (2: configuration, 3: does not
-fit or out of memory, 4: disk full, 1: other failures).
+fit or out of memory, 4: disk full, 1: other failures). Hydra's own errors (a mistyped group option
+or key, a value of the wrong type) are raised, not printed, and worded by ``sphere.cli.overrides``.
+A single ``run.plan=true`` run is composed without Hydra's run machinery: it creates no directory.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import hydra
@@ -23,6 +27,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from sphere.errors import ConfigError
+from sphere.extras import check_launcher
 from sphere.run.schema import CONFIG_DIR, register_schemas
 
 log = logging.getLogger("sphere")
@@ -40,14 +45,20 @@ OOM_HINT = (
 
 @hydra.main(config_path=CONFIG_DIR, config_name="edit", version_base="1.3")
 def _main(cfg: DictConfig) -> None:
-    from editors.core.weights import NonFiniteUpdateError
     from sphere.api import run_config
+
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    _reported(lambda: run_config(cfg, out_dir), out_dir)
+
+
+def _reported(call: Callable[[], object], out_dir: Path | None) -> None:
+    """Run ``call``, mapping the project's failures to one line and an exit code (module docstring)."""
+    from editors.core.weights import NonFiniteUpdateError
     from sphere.io import CorruptFileError
     from sphere.run.plan import DoesNotFitError
 
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        run_config(cfg, out_dir)
+        call()
     except DoesNotFitError as e:
         print(e.table, file=sys.stderr)
         _fail(str(e), 3)
@@ -64,13 +75,23 @@ def _main(cfg: DictConfig) -> None:
             raise
         _fail(
             f"no space left on the device writing {e.filename or 'an output'}; the last checkpoint is "
-            f"intact: free space and continue with run.resume=true hydra.run.dir={out_dir}",
+            f"intact: free space and run the same command again (hydra.run.dir={out_dir})",
             4,
         )
     except Exception as e:
         if type(e).__name__ == "OutOfMemoryError":
             _fail(f"out of memory; {OOM_HINT}", 3)
         raise
+
+
+def _plan(overrides: list[str]) -> None:
+    """``run.plan=true`` in a single run, composed without Hydra's run machinery: Hydra creates
+    the run directory (and .hydra/ in it) before the job starts, and a plan writes nothing."""
+    from sphere.run.experiment import plan_config
+    from sphere.run.schema import compose_config
+
+    cfg = compose_config(overrides)
+    _reported(lambda: plan_config(cfg), None)
 
 
 class JobFailed(Exception):
@@ -88,11 +109,48 @@ def _fail(message: str, code: int) -> None:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     register_schemas()
-    if "--describe" in sys.argv[1:]:
-        from sphere.cli.describe import describe_main
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
-        sys.exit(describe_main([a for a in sys.argv[1:] if a != "--describe"]))
-    _main()
+    from sphere.cli.overrides import (
+        check_overrides,
+        command_overrides,
+        hydra_raises,
+        one_line,
+        plan_requested,
+    )
+
+    argv = sys.argv[1:]
+    user_full_error = bool(os.environ.get("HYDRA_FULL_ERROR"))  # then Hydra's own report is wanted
+    try:
+        if "--describe" in argv:
+            from sphere.cli.describe import describe_main
+
+            with hydra_raises():
+                sys.exit(describe_main([a for a in argv if a != "--describe"]))
+        overrides = command_overrides(argv)
+        check_launcher(overrides)  # a submitit launcher without the slurm extra: one line, exit 2
+        check_overrides(overrides)
+        with hydra_raises():
+            if plan_requested(overrides) and not {"-m", "--multirun"} & set(argv) and _runs(argv):
+                _plan(overrides)
+            else:
+                _main()
+    except JobFailed:
+        sys.exit(1)  # a multirun with a failed job: each failure printed its line when it failed
+    except ConfigError as e:
+        print(f"sphere-edit: config error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except (HydraException, OmegaConfBaseException) as e:
+        if user_full_error:
+            raise
+        print(f"sphere-edit: config error: {one_line(e)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _runs(argv: list[str]) -> bool:
+    """Whether the command line runs the task (not --help, --cfg, --info ...)."""
+    return not any(a.startswith("-") for a in argv)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from sphere.errors import ConfigError
 
@@ -38,6 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     from sphere.run.reevaluate import reevaluate
     from sphere.run.saved import saved_points
 
+    if not (Path(args.run_dir) / "config.yaml").is_file():  # else --list would print nothing, exit 0
+        what = "is not a run directory (no config.yaml)" if Path(args.run_dir).is_dir() else "does not exist"
+        print(
+            f"sphere-eval: RUN_DIR {args.run_dir} {what}; pass a directory written by sphere-edit",
+            file=sys.stderr,
+        )
+        return 2
     try:
         if args.list:
             for n, source in saved_points(args.run_dir).items():

@@ -1,7 +1,10 @@
 """Dataset loading: one entry point, ``load_records``, from a bundled sample, a downloaded file or a path.
 
 Bundled samples (``data/*_sample.json.gz``) let tests and CPU smoke runs work offline; the full
-canonical files land in ``data/full/`` via ``python scripts/download_data.py <name>``.
+canonical files land in ``data/full/`` via ``python scripts/download_data.py <name>``. A few named
+datasets (``SHARED_FILES``: ``counterfact-edit``) are also found in a shared data folder
+(``$SPHERE_SHARED_DATA`` or ``<repo>/../shared/data``) and verified by content on every load
+(``sphere/data/shared.py``).
 """
 
 from __future__ import annotations
@@ -15,13 +18,17 @@ from sphere.data.checks import check_tokenizable
 from sphere.data.counterfact import read_counterfact
 from sphere.data.download import DEFAULT_DEST, FILES, verify_sidecar
 from sphere.data.records import EditRecord, RecordList
+from sphere.data.shared import SHARED_DATA_ENV, SHARED_FILES, locate, missing_message, verify_content
 from sphere.data.zsre import read_zsre
+from sphere.paths import bundled_data_dir
 
 __all__ = [
     "DATA_DIR",
     "FULL_FILES",
     "MAX_TEXT_CHARS",
     "SAMPLES",
+    "SHARED_DATA_ENV",
+    "SHARED_FILES",
     "EditRecord",
     "MalformedRecordError",
     "RecordList",
@@ -32,7 +39,7 @@ __all__ = [
     "resolve_data_path",
 ]
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+DATA_DIR = bundled_data_dir()  # data/ of a checkout or sphere/_data of a wheel (sphere/paths.py)
 
 # Files committed with the repo (written by scripts/make_samples.py; provenance in data/SAMPLES.md).
 SAMPLES: dict[str, Path] = {
@@ -52,10 +59,16 @@ _READERS: dict[str, Callable[..., RecordList]] = {
 
 
 def resolve_data_path(name_or_path: str | Path) -> Path:
-    """Map a known dataset name (``SAMPLES`` or ``FULL_FILES`` key) to its file; anything else is a path."""
+    """Map a known dataset name (``SAMPLES`` or ``FULL_FILES`` key) to its file; anything else is a path.
+
+    A ``SHARED_FILES`` name maps to the first of its places that exists (``data/full/``, then the
+    shared data folders), or to its ``data/full/`` path when none does."""
     if isinstance(name_or_path, str):
         if name_or_path in SAMPLES:
             return SAMPLES[name_or_path]
+        if name_or_path in SHARED_FILES:
+            full = FULL_FILES[name_or_path]
+            return locate(name_or_path, full.parent) or full
         if name_or_path in FULL_FILES:
             return FULL_FILES[name_or_path]
     return Path(name_or_path).expanduser()
@@ -92,15 +105,22 @@ def load_records(
     Raises ``MalformedRecordError`` (a ``ValueError``; one line naming the file, case_id, index,
     field, what was found and what is allowed) for a malformed record, ``ValueError`` for an
     unreadable file (not JSON, not UTF-8, truncated gzip, empty, not a list) and
-    ``FileNotFoundError`` for a missing one. Tokenizer-dependent problems (a target that tokenizes
+    ``FileNotFoundError`` for a missing one. A ``SHARED_FILES`` name (``counterfact-edit``) is
+    verified by the sha256 of its decompressed content: a mismatch is a ``ValueError`` naming the
+    file, the fix and the expected checksum. Tokenizer-dependent problems (a target that tokenizes
     to nothing) are ``check_tokenizable``'s job.
     """
     if kind not in _READERS:
         raise ValueError(f"unknown dataset kind {kind!r}; known kinds: {', '.join(sorted(_READERS))}")
     resolved = resolve_data_path(path)
+    shared = path if isinstance(path, str) and path in SHARED_FILES else None
     if not resolved.is_file():
+        if shared:
+            raise FileNotFoundError(missing_message(shared, FULL_FILES[shared].parent))
         raise FileNotFoundError(f"dataset file {resolved} not found; {_missing_hint(path, resolved)}")
     verify_sidecar(resolved)
+    if shared:
+        verify_content(shared, resolved)  # a copy without a sidecar is checked all the same
     if kind == "zsre":
         return read_zsre(resolved, limit=limit, skip_malformed=skip_malformed, target=cast(Any, zsre_target))
     return _READERS[kind](resolved, limit=limit, skip_malformed=skip_malformed)

@@ -58,10 +58,11 @@ from sphere.data.shards import (  # noqa: F401 - re-exported: the corpus API is 
     _open_text,
     draw_from_shards,
 )
+from sphere.paths import bundled_data_dir, display_path
 
 log = logging.getLogger(__name__)
 
-BUNDLED = Path(__file__).resolve().parents[2] / "data" / "corpus" / "wiki_sample.jsonl.gz"
+BUNDLED = bundled_data_dir() / "corpus" / "wiki_sample.jsonl.gz"
 WIKIPEDIA = ("wikimedia/wikipedia", "20231101.en")
 # ``corpus_texts`` callers do not say how many texts they take; a sharded draw needs n up front.
 DEFAULT_DRAW = 100_000
@@ -133,9 +134,7 @@ def _file_draw(corpus: str, path: Path, seed: int, n_samples: int | None) -> Cor
 
 def _display_path(path: Path) -> str:
     """Paths inside the repository relative to it (provenance is compared across machines)."""
-    root = BUNDLED.parents[2]
-    resolved = path.resolve()
-    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(resolved)
+    return display_path(path)
 
 
 def _local_shards_draw(corpus: str, root: Path, seed: int, n_samples: int) -> CorpusDraw:

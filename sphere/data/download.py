@@ -18,16 +18,20 @@ from pathlib import Path
 from tqdm import tqdm
 
 from sphere.io import atomic_write, atomic_write_text
+from sphere.paths import download_dir
 
 log = logging.getLogger("sphere.data.download")
 
 DEFAULT_BASE_URL = "https://memit.baulab.info/data/dsets"
-DEFAULT_DEST = Path(__file__).resolve().parents[2] / "data" / "full"
+DEFAULT_DEST = download_dir()  # <repo>/data/full, $SPHERE_DATA or a user cache (sphere/paths.py)
 
 # name -> file name under DEFAULT_BASE_URL
 FILES: dict[str, str] = {
     "counterfact": "counterfact.json",
     "multi_counterfact": "multi_counterfact.json",
+    # EasyEdit's 10,000-record CounterFact edit split (EasyEdit schema); fetched from URLS. Also found in
+    # a shared data folder, and verified by content on every load: sphere/data/shared.py.
+    "counterfact-edit": "counterfact-edit.json",
     "zsre": "zsre_mend_eval.json",
     # CounterFact consistency (the generation test): snippets and the reference's TF-IDF statistics.
     "attribute_snippets": "attribute_snippets.json",
@@ -42,15 +46,22 @@ FILES: dict[str, str] = {
 
 # name -> its own URL, for files not under DEFAULT_BASE_URL (used unless another base URL is given).
 _SPHERE_TASK_DATA = "https://raw.githubusercontent.com/PlusLabNLP/SPHERE/6e8978a8f6e707a7937567096f4a92a71ed5f2b2/data/task-data"
+_KNOWLEDGE_SPREAD = (
+    "https://raw.githubusercontent.com/Jometeorie/KnowledgeSpread/51d7402617c2e52bde0dc11b76e400c3725a181a"
+)
 URLS: dict[str, str] = {
-    name: f"{_SPHERE_TASK_DATA}/{FILES[name].rsplit('/', 1)[-1]}"
-    for name in ("rect_reasoning", "rect_nli", "rect_open_qa", "rect_closed_qa")
+    **{
+        name: f"{_SPHERE_TASK_DATA}/{FILES[name].rsplit('/', 1)[-1]}"
+        for name in ("rect_reasoning", "rect_nli", "rect_open_qa", "rect_closed_qa")
+    },
+    "counterfact-edit": f"{_KNOWLEDGE_SPREAD}/data/counterfact/counterfact-edit.json",
 }
 
 # name -> sha256 of the file; None where no trustworthy reference value is known (shared/data/README.md).
 EXPECTED_SHA256: dict[str, str | None] = {
     "counterfact": "d017056125178a13728594e66a801357a8db9ed7973a7425554bb4271de9fc6f",
     "multi_counterfact": None,
+    "counterfact-edit": "bfe31a7081932739406e282bb625d74222549c3386c15b1df3dfbc3978c69eec",
     "zsre": "8a371d512f8a6ab175db4ef672181d5c0e52da23298cb51e5a2eeea2f89aa9cd",
     "attribute_snippets": "10b5c1cd105e54d5983c72de1b45bfc88bc7af786f7b99def2557886ff23385b",
     "idf": "c073d642589d4ac6432f467230329b36364a01e72de63a77a3624b745b923dda",

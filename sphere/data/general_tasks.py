@@ -33,13 +33,15 @@ from sphere.evaluation.general_scoring import (
     accuracy_metrics,
     answer_after,
     contains_gold,
+    final_number_matches,
     gsm8k_parts,
     label_metrics,
     parse_label,
     soft_exact_match,
 )
+from sphere.paths import bundled_data_dir
 
-BUNDLED_DIR = DEFAULT_DEST.parent / "general_ability"
+BUNDLED_DIR = bundled_data_dir() / "general_ability"
 SOURCES = ("bundled", "full")
 
 # AlphaEdit's load_data_split reserves this many leading rows for few-shot prompts.
@@ -72,6 +74,10 @@ class GeneralTask:
         score: (predictions, golds) → metrics; ``acc`` and ``se`` always, ``f1``, ``mcc``,
             ``invalid`` where the reference reports them.
         skip: leading rows the reference never tests (AlphaEdit's few-shot pool).
+        strict_correct: the strict rule for a generated answer, (prediction, gold) → correct
+            (GSM8K: the final number equals the gold number); reported as ``general/<name>_strict``.
+        choices: the strict rule for a label task: (text, label) pairs, each text scored by its
+            likelihood after the prompt (``general_scoring.pick_label``); no generation involved.
     """
 
     name: str
@@ -85,6 +91,8 @@ class GeneralTask:
     predict: Callable[[str, str], Any]
     score: Callable[[Sequence[Any], Sequence[Any]], dict[str, float]]
     skip: int = 0
+    strict_correct: Callable[[Any, Any], bool] | None = None
+    choices: tuple[tuple[str, int], ...] = ()
 
 
 # --- readers ------------------------------------------------------------------------------------------
@@ -278,6 +286,12 @@ _TRUE_FALSE = (("true", 1), ("false", 0))
 _YES_NO = (("yes", 1), ("no", 0))
 _FALSE_TRUE = (("false", 0), ("true", 1))  # AlphaEdit RTE checks "false" first
 _MMLU = (("a\n", 0), ("b\n", 1), ("c\n", 2), ("d\n", 3))
+
+# Strict label choices: each label in the casings a model may use (the probabilities are summed).
+_CHOOSE_TRUE_FALSE = (("True", 1), ("true", 1), ("False", 0), ("false", 0))
+_CHOOSE_YES_NO = (("Yes", 1), ("yes", 1), ("No", 0), ("no", 0))
+_CHOOSE_SENTIMENT = (("positive", 1), ("Positive", 1), ("negative", 0), ("Negative", 0))
+_CHOOSE_LETTER = (("A", 0), ("B", 1), ("C", 2), ("D", 3))
 _GLUE_PAIR = (("sentence1", str), ("sentence2", str), ("label", int))
 
 
@@ -287,6 +301,7 @@ def _glue(
     fields: tuple[tuple[str, type], ...],
     build: Callable[[dict[str, Any]], GeneralItem],
     predict: Callable[[str, str], Any],
+    choices: tuple[tuple[str, int], ...],
 ) -> GeneralTask:
     """An AlphaEdit glue_eval task: complete bundled set, 5 new tokens, rows from 10 on, invalid = wrong."""
     return GeneralTask(
@@ -301,6 +316,7 @@ def _glue(
         predict=predict,
         score=score_glue_labels,
         skip=ALPHAEDIT_RESERVED,
+        choices=choices,
     )
 
 
@@ -316,6 +332,7 @@ _TASK_LIST = (
         max_new_tokens=5,
         predict=_after("Therefore, the answer (arabic numerals) is:"),
         score=score_reasoning,
+        strict_correct=final_number_matches,
     ),
     GeneralTask(
         name="nli",
@@ -328,6 +345,7 @@ _TASK_LIST = (
         max_new_tokens=1,
         predict=_label_after("answer:", _TRUE_FALSE),
         score=score_sphere_labels,
+        choices=_CHOOSE_TRUE_FALSE,
     ),
     GeneralTask(
         name="open_qa",
@@ -352,6 +370,7 @@ _TASK_LIST = (
         max_new_tokens=1,
         predict=_label_after("answer: ", _YES_NO),
         score=score_sphere_labels,
+        choices=_CHOOSE_YES_NO,
     ),
     _glue(
         "sst2",
@@ -359,22 +378,34 @@ _TASK_LIST = (
         (("sentence", str), ("label", int)),
         build_sst2,
         _label_after("Sentiment :", (("positive", 1), ("negative", 0))),
+        _CHOOSE_SENTIMENT,
     ),
-    _glue("mrpc", "MRPC (paraphrase)", _GLUE_PAIR, build_mrpc, _label_after("Answer:", _YES_NO)),
+    _glue(
+        "mrpc", "MRPC (paraphrase)", _GLUE_PAIR, build_mrpc, _label_after("Answer:", _YES_NO), _CHOOSE_YES_NO
+    ),
     _glue(
         "cola",
         "CoLA (acceptability)",
         (("sentence", str), ("label", int)),
         build_cola,
         _label_after("Answer:", _YES_NO),
+        _CHOOSE_YES_NO,
     ),
-    _glue("rte", "RTE (GLUE subset)", _GLUE_PAIR, build_rte, _label_after("answer:", _FALSE_TRUE)),
+    _glue(
+        "rte",
+        "RTE (GLUE subset)",
+        _GLUE_PAIR,
+        build_rte,
+        _label_after("answer:", _FALSE_TRUE),
+        _CHOOSE_TRUE_FALSE,
+    ),
     _glue(
         "rte_alphaedit",
         "RTE (GLUE subset, AlphaEdit's inverted labels)",
         _GLUE_PAIR,
         build_rte_alphaedit,
         _label_after("answer:", _FALSE_TRUE),
+        _CHOOSE_TRUE_FALSE,
     ),
     _glue(
         "mmlu",
@@ -382,6 +413,7 @@ _TASK_LIST = (
         (("question", str), ("choices", list), ("answer", int)),
         build_mmlu,
         _label_after(None, _MMLU),
+        _CHOOSE_LETTER,
     ),
     _glue(
         "glue_nli",
@@ -389,6 +421,7 @@ _TASK_LIST = (
         (("sentence1", str), ("sentence2", str), ("label", str)),
         build_glue_nli,
         _label_after("True or False? Answer:", _TRUE_FALSE),
+        _CHOOSE_TRUE_FALSE,
     ),
 )
 TASKS: dict[str, GeneralTask] = {t.name: t for t in _TASK_LIST}

@@ -104,6 +104,8 @@ def aggregate(rows: Sequence[dict]) -> dict[str, float]:
     tables use the same keys for both datasets and both conventions.
 
     Every per-case column ``m`` comes with ``m_se``, its standard error over cases ×100 (the paper's ±).
+    Only these named per-record means are read: the per-prompt outcome lists (``*_prompts``),
+    ``measured_at`` and any other key of a row never reach the aggregate.
 
     Both give ``score`` = harmonic mean of efficacy, generalization and specificity ([M]/[A] summarize;
     0 if any is 0 — not the arithmetic mean [S] mislabels "harmonic"), and ``n_records``. Empty → ``{}``.

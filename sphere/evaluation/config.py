@@ -80,11 +80,18 @@ class EvalConfig:
     (the paper's checkpoint evaluation; the final numbers cover all edits on the final model);
     ``last_batch`` evaluates each batch right after editing it and reports the mean of those
     immediate results (much higher numbers under forgetting: never compare the two).
+
+    ``subset``: at the intermediate evaluations (every ``every`` edits) measure only the edited
+    records among a fixed random subset of ``subset`` positions of the record stream, drawn once
+    with ``run.seed`` (the same records in both runs of a SPHERE pair, nested as edits grow; about
+    subset·n/N records after n of N edits); null measures all. The final evaluation always
+    measures every edited record (sphere/run/eval_subset.py).
     """
 
     protocol: str = "edited_so_far"
     evaluators: list[str] = field(default_factory=lambda: ["edit_quality", "he"])
     every: int = 0
+    subset: int | None = None
     pre: bool = True
     batch_size: int = 32
     he: HEConfig = field(default_factory=HEConfig)
@@ -95,3 +102,10 @@ class EvalConfig:
         check_choice("eval.protocol", self.protocol, ("edited_so_far", "last_batch"))
         if self.every < 0:
             raise ValueError(f"eval.every={self.every} must be >= 0 (0: evaluate only at the end)")
+        if self.subset is not None and (
+            isinstance(self.subset, bool) or not isinstance(self.subset, int) or self.subset < 1
+        ):
+            raise ValueError(
+                f"eval.subset={self.subset!r} must be a positive integer (records measured at the "
+                "intermediate evaluations) or null (all edited records)"
+            )

@@ -34,24 +34,33 @@ def _mean(xs: Sequence[float]) -> float:
 
 def _group_metrics(
     pairs: list[tuple[ContinuationScore, ContinuationScore]], favour_new: bool
-) -> tuple[float, float, float, float]:
-    """Success, magnitude, top-1 and token accuracy of one prompt group.
+) -> dict[str, float | list[int]]:
+    """Success, magnitude, top-1 and token accuracy of one prompt group, and the per-prompt 0/1
+    outcomes behind the success and top-1 means (``success_prompts``, ``top1_prompts``).
 
     ``pairs`` holds (new, true) scores per prompt. ``favour_new`` is True for rewrite/paraphrase (the edit
     should make the new object likelier) and False for neighbourhood (the true object should stay likelier);
-    the argmax metrics are computed on the object that *should* win.
+    the argmax metrics are computed on the object that *should* win. The per-prompt lists let two runs
+    on the same records be compared prompt by prompt (McNemar's test); a record's mean hides them.
     """
-    success: list[float] = []
+    success: list[int] = []
     magnitude: list[float] = []
-    top1: list[float] = []
+    top1: list[int] = []
     hits: list[float] = []
     for new, true in pairs:
         want, other = (new, true) if favour_new else (true, new)
-        success.append(float(want.nll < other.nll))
+        success.append(int(want.nll < other.nll))
         magnitude.append(math.exp(-want.nll) - math.exp(-other.nll))
-        top1.append(float(want.all_correct))
+        top1.append(int(want.all_correct))
         hits.extend(float(h) for h in want.token_correct)
-    return _mean(success), _mean(magnitude), _mean(top1), _mean(hits)
+    return {
+        "success": _mean(success),
+        "magnitude": _mean(magnitude),
+        "top1": _mean(top1),
+        "token_acc": _mean(hits),
+        "success_prompts": success,
+        "top1_prompts": top1,
+    }
 
 
 def evaluate_counterfact(
@@ -65,6 +74,9 @@ def evaluate_counterfact(
     ``*_top1`` (every token of the object that should win is the teacher-forced argmax — the reference's
     ``*_correct``); ``*_token_acc`` (fraction of those tokens that are the argmax, pooled over the group's
     prompts). A group with no prompts yields NaN, which :func:`sphere.evaluation.aggregate` skips.
+    ``*_success_prompts`` and ``*_top1_prompts``: the 0/1 outcome of each prompt of the group, in the
+    record's prompt order (one for rewrite, empty for a group with no prompts), whose means are
+    ``*_success`` and ``*_top1``; ``aggregate`` reads only the means.
     """
     flat: list[tuple[str, str]] = []
     layout: list[dict[str, list[int]]] = []  # per record: group -> indices into flat (pairs new, true)
@@ -94,10 +106,7 @@ def evaluate_counterfact(
         row: dict = {"case_id": record.case_id}
         for name, starts in entry.items():
             pairs = [(scores[i], scores[i + 1]) for i in starts]
-            success, magnitude, top1, token_acc = _group_metrics(pairs, favour_new=name != "neighborhood")
-            row[f"{name}_success"] = success
-            row[f"{name}_magnitude"] = magnitude
-            row[f"{name}_top1"] = top1
-            row[f"{name}_token_acc"] = token_acc
+            for key, value in _group_metrics(pairs, favour_new=name != "neighborhood").items():
+                row[f"{name}_{key}"] = value
         rows.append(row)
     return rows

@@ -4,14 +4,22 @@ Everything here works on strings and label lists, never on a model, so each rule
 hand. The rules reproduce the reference's answer parsing *including its quirks* (substring matching
 of yes/no/true/false, gold-number substring for GSM8K), because the point of the numbers is to be
 comparable with the papers; docs/general_ability.md lists every quirk and whether it is kept.
+
+Beside them, the *strict* rules (reported as ``general/<task>_strict``): the final number of a
+GSM8K answer must equal the gold number, and a label task's answer is the label whose words are
+most likely after the prompt (``pick_label``). On small models the reference's rules measure
+mostly their own quirks ("18" inside "118"; every one-token RTE answer invalid); the strict ones
+move with the model's ability (docs/general_ability.md, "Strict scoring").
 """
 
 from __future__ import annotations
 
+import math
 import re
 import string
 import warnings
 from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
 
 from sklearn.metrics import f1_score, matthews_corrcoef
 
@@ -54,6 +62,31 @@ def contains_gold(answer: str, gold: str) -> bool:
     return gold in answer
 
 
+# A number as written in an answer: optional sign, digits with thousands commas only *between* digits
+# (so "18, and" is 18), optional decimals (so "18." at a sentence end is 18).
+_NUMBER = re.compile(r"-?\d(?:[\d,]*\d)?(?:\.\d+)?")
+
+
+def final_number(text: str) -> Decimal | None:
+    """The last number written in ``text`` ("The answer is 1,600." → 1600), or None if there is none."""
+    found = _NUMBER.findall(text)
+    if not found:
+        return None
+    try:
+        return Decimal(found[-1].replace(",", ""))
+    except InvalidOperation:  # pragma: no cover - the pattern only matches parseable numbers
+        return None
+
+
+def final_number_matches(answer: str, gold: str) -> bool:
+    """Strict GSM8K correctness: the answer's final number equals the gold number, numerically.
+
+    Unlike ``contains_gold``, "118" is not "18", "18.5" is not 18, and "1600" does match a gold
+    "1,600"; an answer without a number is wrong."""
+    value, target = final_number(answer), final_number(gold)
+    return value is not None and target is not None and value == target
+
+
 # --- open-domain QA (NQ) ---------------------------------------------------------------------------
 
 
@@ -91,6 +124,27 @@ def parse_label(answer: str, keywords: Sequence[tuple[str, int]]) -> int:
     return INVALID
 
 
+def pick_label(logprobs: Sequence[float], choices: Sequence[tuple[str, int]]) -> int:
+    """The label of a multiple-choice answer read from likelihoods instead of a generation.
+
+    ``logprobs[i]`` is the total log-probability of ``choices[i]``'s text after the prompt; a label
+    with several surface forms ("True", "true") gets the log of their summed probabilities. The
+    label with the highest score wins; an exact tie goes to the label listed first. Never
+    ``INVALID``: every item gets one of the task's labels."""
+    if len(logprobs) != len(choices) or not choices:
+        raise ValueError(f"{len(logprobs)} scores for {len(choices)} choices")
+    by_label: dict[int, list[float]] = {}
+    for (_, label), logp in zip(choices, logprobs):
+        by_label.setdefault(label, []).append(logp)
+
+    def logsumexp(values: list[float]) -> float:
+        top = max(values)
+        return top if math.isinf(top) else top + math.log(sum(math.exp(v - top) for v in values))
+
+    scores = {label: logsumexp(values) for label, values in by_label.items()}
+    return max(scores, key=lambda label: scores[label])  # dict order = first listed, so ties go there
+
+
 def weighted_f1(golds: Sequence[int], preds: Sequence[int]) -> float:
     """sklearn's support-weighted F1 over the classes, with ``INVALID`` predictions kept as their own
     class (as the reference passes them): an invalid answer lowers the recall of its gold class."""
@@ -111,6 +165,17 @@ def accuracy_metrics(correct: Sequence[bool]) -> dict[str, float]:
     values = [float(c) for c in correct]
     acc = 100.0 * sum(values) / len(values) if values else 0.0
     return {"acc": acc, "se": 100.0 * standard_error(values)}
+
+
+def strict_metrics(scores: dict[str, float]) -> dict[str, float]:
+    """A scorer's result under the strict names: ``acc`` → ``strict``, ``se`` → ``strict_se``, ...
+    (``general/<task>_strict``, ``general/<task>_strict_se``, ...). ``invalid`` is dropped: a
+    likelihood choice is never invalid."""
+    return {
+        ("strict" if key == "acc" else f"strict_{key}"): value
+        for key, value in scores.items()
+        if key != "invalid"
+    }
 
 
 def label_metrics(golds: Sequence[int], preds: Sequence[int], *, exclude_invalid: bool) -> dict[str, float]:

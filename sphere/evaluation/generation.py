@@ -28,6 +28,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from sphere.evaluation.catalogue import Metric
 from sphere.evaluation.generate import generate_texts
 from sphere.evaluation.registry import EvalView, Moment, register_evaluator
 from sphere.evaluation.textmetrics import ngram_entropy, tfidf_similarity, uses_punkt
@@ -105,7 +106,15 @@ class ProxyConsistency:
         return None
 
 
-@register_evaluator("generation")
+# Scores ×100 as the paper prints them (fluency ~600), not percentages.
+METRICS = [
+    Metric("fluency", "Fluency", unit="n-gram entropy ×100", order=13, curve=True),
+    Metric("consistency", "Consistency", unit="TF-IDF cosine ×100", order=14, curve=True),
+    Metric("consistency_proxy", "Consistency (proxy)", unit="TF-IDF cosine ×100", order=15, curve=True),
+]
+
+
+@register_evaluator("generation", metrics=METRICS)
 class GenerationQuality:
     """Fluency (×100 n-gram entropy) and consistency (×100 TF-IDF cosine) with standard errors."""
 

@@ -5,6 +5,11 @@ it and logs what comes back. Moments: ``pre`` (unedited model, all records), ``b
 a batch, that batch's records), ``scheduled`` (every ``eval.every`` edits, the records edited so
 far) and ``final`` (after the last batch, the records edited so far). Adding a metric is one
 file with ``@register_evaluator("name")`` and the name in ``eval.evaluators``.
+
+An evaluator that measures each edited record may also offer those per-record values at the final
+evaluation (:class:`OutcomeSource`); the runner writes them to ``outcomes.jsonl`` so runs of the
+same records can be compared record by record (paired tests such as McNemar's), still without
+naming a metric.
 """
 
 from __future__ import annotations
@@ -59,19 +64,62 @@ class Evaluator(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
+@runtime_checkable
+class OutcomeSource(Protocol):
+    """Optional capability of an evaluator: its per-record results at the ``final`` moment.
+
+    Aggregates hide which records an edit won or lost; a paired comparison of two settings on the
+    same records needs the records themselves. The runner asks every evaluator that has this method
+    after the final measurement and writes the rows to ``outcomes.jsonl`` (``sphere.run.outcomes``).
+    """
+
+    def final_outcomes(self) -> list[dict[str, Any]] | None:
+        """One dict per edited record, each with the record's ``case_id`` and the evaluator's
+        per-record values (JSON-able: numbers, NaN for undefined, lists of numbers), in record
+        order; None before the final moment was measured (or when the evaluator has none)."""
+        ...
+
+
 _EVALUATORS: dict[str, Callable[[Any], Evaluator]] = {}
+_METRICS: dict[str, list[Any]] = {}  # evaluator -> its declared metrics (sphere.evaluation.catalogue)
 
 
-def register_evaluator(name: str):
-    """Decorator on ``build(eval_cfg) -> Evaluator`` (usually the evaluator class itself)."""
+def register_evaluator(name: str, metrics: Sequence[Any] = ()):
+    """Decorator on ``build(eval_cfg) -> Evaluator`` (usually the evaluator class itself).
+
+    ``metrics``: the :class:`sphere.evaluation.catalogue.Metric` declarations of what it logs (name,
+    label, unit, direction, where shown); the report, the summary and W&B read them from there."""
 
     def deco(build: Callable[[Any], Evaluator]) -> Callable[[Any], Evaluator]:
         if name in _EVALUATORS and _EVALUATORS[name] is not build:
             raise ValueError(f"evaluator {name!r} is registered twice")
         _EVALUATORS[name] = build
+        _METRICS[name] = list(metrics)
         return build
 
     return deco
+
+
+def declared_metrics(evaluator: str | None = None) -> list[Any]:
+    """The metric declarations of one evaluator, or of every registered one (first declaration of
+    a key wins)."""
+    seen: dict[str, Any] = {}
+    for metrics in [_METRICS.get(evaluator, [])] if evaluator else _METRICS.values():
+        for m in metrics:
+            seen.setdefault(m.key, m)
+    return list(seen.values())
+
+
+def discover() -> None:
+    """Import every evaluator module of the package once, so each has registered itself (the
+    catalogue asks this for every metric it looks up; a second scan of the package would find
+    nothing new, so it is skipped)."""
+    if not _DISCOVERED:
+        _discover()
+        _DISCOVERED.append(True)
+
+
+_DISCOVERED: list[bool] = []  # a one-way latch: the package's modules were imported
 
 
 def _discover() -> None:
@@ -100,3 +148,4 @@ def available_evaluators() -> list[str]:
 
 def unregister_evaluator(name: str) -> None:
     _EVALUATORS.pop(name, None)
+    _METRICS.pop(name, None)

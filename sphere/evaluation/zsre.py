@@ -25,7 +25,8 @@ def evaluate_zsre(model, tok: Tokenizer, records: Sequence[EditRecord], batch_si
     target tokens that are the teacher-forced argmax, pooled over the group's prompts (the reference's
     per-case mean of per-token booleans); NaN for a group with no prompts. ``*_exact`` is the second
     convention: the fraction of the group's prompts whose answer is reproduced in full (every token the
-    argmax), the all-tokens criterion CounterFact's ``*_correct`` uses.
+    argmax), the all-tokens criterion CounterFact's ``*_correct`` uses; ``*_exact_prompts`` the 0/1
+    outcome of each of those prompts (their mean is ``*_exact``), for prompt-level paired tests.
     """
     flat: list[tuple[str, str]] = []
     layout: list[dict[str, list[int]]] = []
@@ -54,7 +55,8 @@ def evaluate_zsre(model, tok: Tokenizer, records: Sequence[EditRecord], batch_si
         for name, idx in entry.items():
             hits = [h for i in idx for h in scores[i].token_correct]
             row[f"{name}_acc"] = sum(hits) / len(hits) if hits else math.nan
-            exact = [scores[i].all_correct for i in idx]
+            exact = [int(scores[i].all_correct) for i in idx]
             row[f"{name}_exact"] = sum(exact) / len(exact) if exact else math.nan
+            row[f"{name}_exact_prompts"] = exact
         rows.append(row)
     return rows

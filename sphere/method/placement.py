@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from editors.core.footprint import ALWAYS, Footprint, PlanItem, ShapeInfo, dtype_name
 from editors.core.protocol import Placement
 from sphere.method.projection import (
+    FLOAT64_MAX_NUMEL,
     METHODS,
     POINTS,
     REFERENCES,
@@ -20,6 +22,10 @@ from sphere.method.projection import (
     check_beta_or_rank,
     check_choice,
 )
+
+# The phases of a batch in which SPHERE's workspaces live (the run plan: sphere/run/plan.py).
+SPHERE_DIRS, SPHERE_PROJ = "SPHERE directions", "SPHERE projection"
+SPHERE_PHASES = (SPHERE_DIRS, SPHERE_PROJ)
 
 
 def _help(default, text: str):
@@ -77,3 +83,70 @@ def sphere_transform(cfg: SphereConfig, placement: Placement, editor: str) -> Sp
         layers=cfg.layers,
         method=cfg.method,  # type: ignore[arg-type]
     )
+
+
+def sphere_footprint(cfg: SphereConfig, placement: Placement, editor: str, shape: ShapeInfo) -> Footprint:
+    """SPHERE's workspace per edited matrix W (m × c = d_model × d_ff; projection.py), or nothing
+    when SPHERE is off.
+
+    U comes from an eigh of the m × m Gram matrix (``method`` gram, auto when m < c) or of the
+    c × c covariance (naive), in float64 for matrices up to FLOAT64_MAX_NUMEL entries, else
+    float32: normalised rows X̂ (m × c), the matrix and its eigenvectors (with the flipped copy and
+    the eigh workspace ≈ 4 k²), then U = X̂ᵀV/√(mλ) (c × r, scaled in place). r ≤ min(m, c)
+    (``sphere.rank`` when set; β chooses it at run time, so the bound is used). Projecting,
+    ΔW − (αΔW U)Uᵀ makes one m × c float32 product, overwritten by the projected update. With
+    ``reference=pretrained`` U is computed once per layer and kept on the device, and W₀ is
+    snapshotted in host memory (and saved in checkpoints).
+    """
+    if not cfg.enabled:
+        return Footprint()
+    _, reference = resolve_placement(cfg, placement, editor)
+    m, c = shape.d_model, shape.d_ff
+    cb = 8 if m * c <= FLOAT64_MAX_NUMEL else 4
+    method = cfg.method if cfg.method != "auto" else ("gram" if m < c else "naive")
+    k = m if method == "gram" else c
+    r = cfg.rank or min(m, c)
+    n = len(cfg.layers) if cfg.layers is not None else len(shape.layers)
+    gram = "set sphere.method=gram" if method == "naive" else ""
+    items = [
+        PlanItem(
+            f"SPHERE normalised rows ({dtype_name(cb)})",
+            "device",
+            m * c * cb,
+            f"{m}×{c} × {cb} B",
+            (SPHERE_DIRS,),
+            gram,
+        ),
+        PlanItem(
+            f"SPHERE {method} eigh ({dtype_name(cb)}): matrix, vectors",
+            "device",
+            4 * k * k * cb,
+            f"4 × {k}² × {cb} B",
+            (SPHERE_DIRS,),
+            gram,
+        ),
+        PlanItem(
+            f"SPHERE directions U (r ≤ {min(m, c)})",
+            "device",
+            c * r * cb + (c * r * 4 if cb != 4 else 0),
+            f"{c}×{r} × {cb} B" + (f" + {c}×{r} × 4 B" if cb != 4 else ""),
+            SPHERE_PHASES,
+            "set a smaller sphere.rank",
+        ),
+        PlanItem("SPHERE projection temporaries", "device", m * c * 4, f"{m}×{c} × 4 B", (SPHERE_PROJ,)),
+    ]
+    if reference == "pretrained":
+        items += [
+            PlanItem(
+                "SPHERE: U kept per layer (pretrained)", "device", n * c * r * 4, f"{n} × {c}×{r} × 4 B"
+            ),
+            PlanItem(
+                "SPHERE: W₀ snapshots (pretrained)",
+                "host",
+                n * m * c * 4,
+                f"{n} × {m}×{c} × 4 B",
+                (ALWAYS,),
+                checkpointed=True,
+            ),
+        ]
+    return Footprint(items)

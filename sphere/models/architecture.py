@@ -6,7 +6,9 @@ Where the config comes from, by ``model.source``:
 * ``hf``: ``AutoConfig.from_pretrained(model.path)`` (a local directory or the Hugging Face cache,
   or the Hub when it is reachable); when that fails (offline, gated repository), the architecture
   hyperparameters bundled in ``sphere/models/arch/<name>.json`` for the configured models
-  (LLaMA3-8B, Qwen2.5-7B), so a plan works on a machine that has never seen the model.
+  (LLaMA3-8B, Qwen2.5-7B), so a plan works on a machine that has never seen the model. For those
+  (and whenever ``HF_HUB_OFFLINE`` is set) the Hub is never asked: the bundled file is the same
+  architecture, and an unreachable Hub would cost ~25 s of retries.
 * ``gguf``: the GGUF header (transformers reads the config from its metadata without
   de-quantizing anything). Parsing a header walks the whole tokenizer vocabulary (seconds), so the
   result is cached as JSON under ``run.cache_dir`` by file path, size and modification time.
@@ -111,12 +113,18 @@ def _stored_dtype(config: Any) -> str | None:
 def _hf(cfg: ModelConfig) -> Architecture:
     from transformers import AutoConfig
 
+    bundled = bundled_architecture(cfg)
+    # Without the Hub where it cannot help: the bundled config is this model's (or the Hub is
+    # off), and asking an unreachable Hub costs ~25 s of retries for nothing.
+    local_only = bundled is not None and _hub_not_needed(cfg, bundled)
     try:
         config = AutoConfig.from_pretrained(
-            str(cfg.path), revision=cfg.revision, trust_remote_code=cfg.trust_remote_code
+            str(cfg.path),
+            revision=cfg.revision,
+            trust_remote_code=cfg.trust_remote_code,
+            local_files_only=local_only,
         )
     except Exception as e:  # noqa: BLE001 - offline, gated, missing: all mean "use the bundled one"
-        bundled = bundled_architecture(cfg)
         if bundled is None:
             raise ConfigError(
                 f"model.path={cfg.path!r}: its config cannot be read ({type(e).__name__}) and no "
@@ -124,10 +132,20 @@ def _hf(cfg: ModelConfig) -> Architecture:
                 "config.json) first"
             ) from None
         config, stored = config_from_dict(json.loads(bundled.read_text()))
-        why = f"{cfg.path}'s config.json is not cached and the Hub is not reachable: {type(e).__name__}"
+        hub = "the Hub is not asked for it" if local_only else f"the Hub is not reachable: {type(e).__name__}"
+        why = f"{cfg.path}'s config.json is not cached and {hub}"
         return Architecture(config, f"bundled sphere/models/arch/{bundled.name} ({why})", stored)
     where = "local directory" if Path(str(cfg.path)).is_dir() else "Hugging Face cache or Hub"
     return Architecture(config, f"{cfg.path} ({where})", _stored_dtype(config))
+
+
+def _hub_not_needed(cfg: ModelConfig, bundled: Path) -> bool:
+    """Whether ``bundled`` answers for ``cfg`` without asking the Hub: the Hub is off
+    (``HF_HUB_OFFLINE``), or ``model.path`` is one of the ids the file was written from (a
+    revision pin does not change an architecture). The Hugging Face cache is still read first."""
+    from huggingface_hub import is_offline_mode
+
+    return is_offline_mode() or cfg.path in json.loads(bundled.read_text()).get(f"{_PRIVATE}hub_ids", [])
 
 
 def _tiny(cfg: ModelConfig) -> Architecture:

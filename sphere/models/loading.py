@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from sphere.errors import ConfigError
+from sphere.extras import require
 from sphere.models import dequantized
 from sphere.models.config import DEVICE_MAP_STRATEGIES, ModelConfig
 from sphere.models.gguf_parts import assemble_gguf
@@ -51,6 +52,7 @@ def _dtype(name: str):
 def find_gguf(cfg: ModelConfig) -> Path:
     """The GGUF file: ``path/gguf_file``, the file a pip package ships (``gguf_package``), or the
     file assembled into ``path`` from the chunks of part packages (``gguf_parts``, on first use)."""
+    require("gguf", f"model {cfg.name} (model.source=gguf)")
     if cfg.gguf_parts:
         assert cfg.path and cfg.gguf_file and cfg.gguf_sha256 and cfg.gguf_size  # ModelConfig checks
         where = Path(cfg.path)

@@ -13,7 +13,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-BUNDLED_DIR = Path(__file__).resolve().parents[2] / "data" / "tokenizers"
+from sphere.paths import bundled_data_dir
+
+BUNDLED_DIR = bundled_data_dir() / "tokenizers"
 BUNDLED = ("llama3", "qwen2", "gpt2")
 
 

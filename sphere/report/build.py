@@ -32,8 +32,8 @@ def build_report(
     paths: list[Path],
     out_dir: Path,
     *,
-    metric: str = "score",
-    corr_metric: str = "efficacy",
+    metric: str | None = None,
+    corr_metric: str | None = None,
     layer: str | None = None,
     formats: tuple[str, ...] = ("png", "svg"),
 ) -> Report:

@@ -21,6 +21,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from sphere.evaluation.he import HE_SIGNED, LAYER_PREFIX, he_summaries
+
 log = logging.getLogger(__name__)
 
 # What makes two runs comparable. batch_size is part of it: sequential editing with batches of 1
@@ -42,7 +44,18 @@ IDENTITY_COLS = [*SETTING_COLS, "seed"]
 # The columns a table groups its rows under (one bold "best" per column within each block).
 BLOCK_COLS = ["model", "dataset", "protocol", "n_edits", "batch_size"]
 
-EDITOR_NAMES = {"memit": "MEMIT", "rome": "ROME", "prune": "PRUNE", "rect": "RECT", "alphaedit": "AlphaEdit"}
+
+def editor_display_name(editor: str) -> str:
+    """How tables and figures name an editor: its registry entry's display name ("AlphaEdit"),
+    or the name as written in the run when no editor of that name is registered (an old run of a
+    plug-in that is not installed here)."""
+    from editors import get_editor
+
+    try:
+        return get_editor(editor).display_name
+    except (KeyError, ValueError):
+        return editor
+
 
 # Config keys that change how a run was executed but not what it measures; a setting whose runs
 # differ in anything else (a learning rate, a layer list) is flagged, since its seeds are not
@@ -230,7 +243,7 @@ def setting_id(ident: dict[str, Any]) -> str:
 
 def setting_label(ident: dict[str, Any]) -> str:
     """The row label a paper table uses: ``MEMIT`` or ``MEMIT + SPHERE (α=0.8, β=0.5)``."""
-    name = EDITOR_NAMES.get(str(ident["editor"]), str(ident["editor"]))
+    name = editor_display_name(str(ident["editor"]))
     if not ident.get("sphere"):
         return name
     parts = []
@@ -256,34 +269,12 @@ def _present(x: Any) -> bool:
     return x is not None and not (isinstance(x, float) and math.isnan(x))
 
 
-# HE change from the unedited model, % per edited layer. The run's headline is the mean of the
-# per-layer magnitudes: edits push some layers' HE down and others' up, and a signed mean over
-# layers cancels (MEMIT seed 0 of the long study: layer 5 +0.0002 % without SPHERE, −0.0036 % with
-# it, while the deep layers rise). The signed mean is kept as a secondary, labelled column.
-HE_ABS = "he_abs_change_pct"
-HE_SIGNED = "he_change_pct"
-
-
-def he_summaries(per_layer: dict[str, float]) -> dict[str, float]:
-    """From {layer: signed HE change %}: per layer ``he_change_pct/<l>`` and ``he_abs_change_pct/<l>``,
-    and over layers the mean magnitude (``he_abs_change_pct``, the headline) and the signed mean
-    (``he_change_pct``). NaN layers are left out of the means."""
-    out: dict[str, float] = {}
-    for layer, v in per_layer.items():
-        out[f"{HE_SIGNED}/{layer}"] = v
-        out[f"{HE_ABS}/{layer}"] = abs(v)
-    finite = [v for v in per_layer.values() if not math.isnan(v)]
-    out[HE_SIGNED] = sum(finite) / len(finite) if finite else math.nan
-    out[HE_ABS] = sum(abs(v) for v in finite) / len(finite) if finite else math.nan
-    return out
-
-
 def final_metrics(summary: dict[str, Any]) -> dict[str, float]:
     """Top-level numeric metrics of a summary (``m`` and ``m_se``), the HE change over layers
     (:func:`he_summaries`: mean magnitude, signed mean, per layer), and ``pre/<m>``."""
     out = {k: _num(v) for k, v in summary.items() if k not in _NOT_METRICS and isinstance(v, int | float)}
     out = {k: v for k, v in out.items() if not isinstance(summary[k], bool)}
-    he = summary.get("he_change_pct") or {}
+    he = summary.get(HE_SIGNED) or {}
     if isinstance(he, dict) and he:
         out.update(he_summaries({str(k): _num(v) for k, v in he.items()}))
     pre = summary.get("pre") or {}
@@ -304,14 +295,14 @@ def _curve_rows(run: Run, ident: dict[str, Any], sid: str) -> list[dict[str, Any
             values[(n, k)] = float(v)
     he_pre = {}
     for (n, k), v in values.items():
-        if n == 0 and k.startswith("he/layer_"):
-            he_pre[k[len("he/layer_") :]] = v
+        if n == 0 and k.startswith(LAYER_PREFIX):
+            he_pre[k[len(LAYER_PREFIX) :]] = v
     if not he_pre and run.summary and isinstance(run.summary.get("he_pre"), dict):
         he_pre = {str(k): _num(v) for k, v in run.summary["he_pre"].items()}
     changes: dict[int, dict[str, float]] = {}
     for (n, k), v in list(values.items()):
-        if k.startswith("he/layer_"):
-            layer = k[len("he/layer_") :]
+        if k.startswith(LAYER_PREFIX):
+            layer = k[len(LAYER_PREFIX) :]
             base = he_pre.get(layer)
             if base:
                 changes.setdefault(n, {})[layer] = 100.0 * (v - base) / base

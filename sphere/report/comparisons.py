@@ -13,19 +13,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from sphere.evaluation.catalogue import metric
+from sphere.evaluation.he import HE_ABS, HE_SIGNED
 from sphere.report import correlation, mcnemar, paired
-from sphere.report.collect import HE_ABS, HE_SIGNED, Collection
+from sphere.report.collect import Collection
 from sphere.report.paired import ALPHA, Comparison
 from sphere.report.stats import describe
-
-# Headers of metrics the results table does not name (it names its own columns).
-_EXTRA_HEADERS = {
-    HE_ABS: "HE change, mean per-layer ∣Δ∣ %",
-    HE_SIGNED: "HE change, signed mean % (secondary)",
-    "efficacy_magnitude": "Efficacy margin",
-    "generalization_magnitude": "Generalization margin",
-    "specificity_magnitude": "Specificity margin",
-}
 
 
 @dataclass
@@ -40,10 +33,12 @@ class Inference:
     he_below: pd.DataFrame  # per pair: at how many evaluation points SPHERE's HE change is below
     headers: dict[str, str]  # metric -> header
 
-    def header(self, metric: str) -> str:
-        if metric.startswith(f"{HE_ABS}/"):
-            return f"layer {metric.split('/', 1)[1]}: ∣ΔHE∣ %"
-        return self.headers.get(metric) or _EXTRA_HEADERS.get(metric, metric)
+    def header(self, key: str) -> str:
+        """The results table's header, else the catalogue's label with its unit where not "%"."""
+        if key in self.headers:
+            return self.headers[key]
+        m = metric(key)
+        return m.column if m.unit in ("%", "") else f"{m.column} ({m.unit})"
 
 
 def infer(coll: Collection, headers: dict[str, str]) -> Inference:

@@ -29,8 +29,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from sphere.evaluation import HEADLINE
-from sphere.report.collect import HE_ABS
+from sphere.evaluation.catalogue import headline
+from sphere.evaluation.he import HE_ABS
 from sphere.report.stats import within_group_correlation
 
 _PERMUTATIONS = 9_999
@@ -127,9 +127,10 @@ def correlate(pts: pd.DataFrame, stratum: str) -> dict[str, float]:
 
 
 def correlation_table(
-    runs: pd.DataFrame, curves: pd.DataFrame, metrics: Sequence[str] = HEADLINE
+    runs: pd.DataFrame, curves: pd.DataFrame, metrics: Sequence[str] | None = None
 ) -> pd.DataFrame:
     """One row per block, centring and headline metric that has points in at least three runs."""
+    metrics = headline() if metrics is None else metrics
     rows = []
     block_of = runs.drop_duplicates("run_id").set_index("run_id")["block"]
     for metric in metrics:

@@ -25,9 +25,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sphere.evaluation.catalogue import composite, curve_metrics, headline, of_evaluator
+from sphere.evaluation.he import HE_ABS
 from sphere.io import atomic_write, safe_name
 from sphere.report import correlation
-from sphere.report.collect import BLOCK_COLS, EDITOR_NAMES, HE_ABS, Collection
+from sphere.report.collect import BLOCK_COLS, Collection, editor_display_name
 from sphere.report.stats import aggregate_curve, aggregate_settings
 from sphere.report.style import (
     axis_label,
@@ -38,23 +40,9 @@ from sphere.report.style import (
     scale_exponent,
     setting_styles,
 )
-from sphere.report.tables import GENERAL_SUFFIXES
 
 log = logging.getLogger(__name__)
 
-CURVE_METRICS = [
-    "efficacy",
-    "generalization",
-    "specificity",
-    "score",
-    "efficacy_top1",
-    "generalization_top1",
-    "specificity_top1",
-    "fluency",
-    "consistency",
-    "consistency_proxy",
-]
-PLUGIN_METRICS = ["efficacy", "generalization", "specificity"]
 MAX_ROWS = 2048  # rows sampled for the pairwise cosines (2048² / 2 ≈ 2 M pairs)
 _FINE_BINS = 20000  # cosines are histogrammed finely on [-1, 1] once, then cropped and rebinned
 
@@ -100,12 +88,16 @@ def make_figures(
     coll: Collection,
     out_dir: Path,
     *,
-    metric: str = "score",
-    corr_metric: str = "efficacy",
+    metric: str | None = None,
+    corr_metric: str | None = None,
     layer: str | None = None,
     formats: tuple[str, ...] = ("png", "svg"),
 ) -> FigureSet:
-    """Write every figure the data supports under ``out_dir``; returns them and the skipped ones."""
+    """Write every figure the data supports under ``out_dir``; returns them and the skipped ones.
+    ``metric`` (heatmaps, plug-in choice) defaults to the catalogue's composite metric (the score),
+    ``corr_metric`` (HE scatter) to its first headline metric (efficacy)."""
+    metric = metric or composite()
+    corr_metric = corr_metric or headline()[0]
     settings = coll.runs.drop_duplicates("setting_id").reset_index(drop=True)
     ctx = _Ctx(
         coll=coll,
@@ -260,7 +252,7 @@ def _curve_figure(ctx: _Ctx, block: str, metrics: list[tuple[str, str]], title: 
 
 
 def _metrics_vs_edits(ctx: _Ctx, block: str) -> Figure | str:
-    metrics = [(m, metric_info(m)[0]) for m in CURVE_METRICS]
+    metrics = [(m, metric_info(m)[0]) for m in curve_metrics()]
     fig = _curve_figure(
         ctx, block, metrics, "Edit quality against the number of edits" + _block_title(ctx, block)
     )
@@ -302,14 +294,10 @@ def _he_vs_edits(ctx: _Ctx, block: str) -> Figure | str:
 def _general_vs_edits(ctx: _Ctx, block: str) -> Figure | str:
     settings = _block_settings(ctx, block)
     curves = ctx.coll.curves[ctx.coll.curves["setting_id"].isin(settings["setting_id"])]
-    tasks = sorted(
-        m for m in curves["metric"].unique()
-        if m.startswith("general/") and not m.endswith(GENERAL_SUFFIXES)
-    )  # fmt: skip
+    tasks = of_evaluator("general", curves["metric"].unique())
     if not tasks:
-        return "no general/<task> metrics in metrics.jsonl (general ability not measured)"
-    tasks = [t for t in tasks if t != "general/mean"] + [t for t in tasks if t == "general/mean"]
-    metrics = [(t, t.split("/", 1)[1]) for t in tasks]
+        return "no general-ability metrics in metrics.jsonl (the general evaluator did not run)"
+    metrics = [(m.key, m.label) for m in tasks]
     fig = _curve_figure(
         ctx, block, metrics, "General abilities against the number of edits" + _block_title(ctx, block)
     )
@@ -328,7 +316,7 @@ def _general_vs_edits(ctx: _Ctx, block: str) -> Figure | str:
 
 def _plugin_bars(ctx: _Ctx, block: str) -> Figure | str:
     runs = ctx.coll.runs[ctx.coll.runs["block"] == block]
-    metrics = [m for m in PLUGIN_METRICS if m in runs and runs[m].notna().any()]
+    metrics = [m for m in headline()[:3] if m in runs and runs[m].notna().any()]  # the paper's three
     if not metrics:
         return "no finished run (no summary.json) with efficacy/generalization/specificity"
     agg = aggregate_settings(runs, sorted({*metrics, ctx.metric} & set(runs.columns)))
@@ -359,7 +347,7 @@ def _plugin_bars(ctx: _Ctx, block: str) -> Figure | str:
                 ax.text(bar.get_x() + bar.get_width() / 2, max(v, 0) / 2, f"{v:.1f}", ha="center", va="center",
                         fontsize=7, rotation=90 if len(pairs) > 3 else 0,
                         bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})  # fmt: skip
-        ax.set_xticks(x, [EDITOR_NAMES.get(p[0], p[0]) for p in pairs], fontsize=8)
+        ax.set_xticks(x, [editor_display_name(p[0]) for p in pairs], fontsize=8)
         ax.set_title(metric_info(m)[0], fontsize=10)
         ax.set_ylim(0, 110)
         ax.set_ylabel(axis_label(m), fontsize=8)
@@ -369,7 +357,7 @@ def _plugin_bars(ctx: _Ctx, block: str) -> Figure | str:
     keys = [Patch(fc="white", ec="black", hatch="//", label="baseline (lighter hue)"),
             Patch(fc="0.45", ec="black", label="+ SPHERE (darker hue)")]  # fmt: skip
     fig.legend(handles=keys, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, fontsize=8)
-    chosen = "; ".join(f"{EDITOR_NAMES.get(e, e)}: {s['label'].split('+ ', 1)[-1]}" for e, _, s in pairs)
+    chosen = "; ".join(f"{editor_display_name(e)}: {s['label'].split('+ ', 1)[-1]}" for e, _, s in pairs)
     fig.suptitle(
         "SPHERE as a plug-in: each editor without (hatched) and with SPHERE" + _block_title(ctx, block),
         fontsize=10,
@@ -401,7 +389,7 @@ def _heatmaps(ctx: _Ctx, block: str) -> list[Figure | str]:
         agg = aggregate_settings(mine, [m])
         agg = agg[agg[f"{m}_n"] > 0]
         by = "rank" if agg["rank"].notna().all() else "beta" if agg["rank"].isna().all() else None
-        name = EDITOR_NAMES.get(editor, editor)
+        name = editor_display_name(editor)
         if by is None:
             out.append(f"{name}: its SPHERE runs mix β and r settings")
             continue
@@ -543,7 +531,7 @@ def _angular(ctx: _Ctx, block: str) -> Figure | str:
             dax.step(c_edges, c_dens - c_dens0, where="post", color=st["color"], linestyle=st["linestyle"],
                      linewidth=1.2, label=f"{st['label']}: sd of cos {d_sd:+.2e}")  # fmt: skip
         ax.set_yscale("log")
-        ax.set_title(EDITOR_NAMES.get(editor, editor), fontsize=10)
+        ax.set_title(editor_display_name(editor), fontsize=10)
         ax.set_ylabel("density (log)", fontsize=8)
         dax.axhline(0.0, color="0.5", linewidth=0.6)
         dax.set_xlabel("cosine similarity between rows", fontsize=8)

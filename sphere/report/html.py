@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from sphere.evaluation.catalogue import change_metrics, metric, table_metrics
 from sphere.report.figures import Figure
 from sphere.report.tables import DAGGER, Table, cell_text, fmt_value, legend_lines, runs_text
 
@@ -147,11 +148,12 @@ def provenance_html(runs: pd.DataFrame) -> str:
 
 def runs_table_html(runs: pd.DataFrame) -> str:
     """Every run read, so a reader can find the directory behind a number."""
+    present = [c for c in runs.columns if runs[c].notna().any()]
+    quality = [(m.key, m.column) for m in table_metrics(present) if m.curve and m.unit == "%"][:4]
+    changes = [(k, metric(k).column) for k in change_metrics(present)]
     cols = [("run_id", "Run"), ("label", "Setting"), ("seed", "Seed"), ("n_edits_done", "Edits done"),
             ("n_edits", "Edits planned"), ("finished", "Finished"), ("has_checkpoint", "Checkpoint"),
-            ("efficacy", "Efficacy"), ("generalization", "Generalization"), ("specificity", "Specificity"),
-            ("score", "Score"), ("he_abs_change_pct", "HE ∣Δ∣ %"), ("he_change_pct", "HE Δ % (signed)"),
-            ("commit", "Commit"), ("versions", "Versions"), ("device", "Device"),
+            *quality, *changes, ("commit", "Commit"), ("versions", "Versions"), ("device", "Device"),
             ("model_digest", "Model digest"), ("data_sha256", "Data sha256")]  # fmt: skip
     cols = [(k, h) for k, h in cols if k in runs and runs[k].notna().any()]
     parts = ["<div class='scroll'><table class='data sortable'><thead><tr>"]

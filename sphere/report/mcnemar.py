@@ -22,17 +22,9 @@ from typing import Any
 import pandas as pd
 from scipy import stats as sps
 
-OUTCOMES = "outcomes.jsonl"
+from sphere.evaluation.catalogue import catalogue
 
-# metric column -> (per-prompt list key, per-record key) in outcomes.jsonl rows (CounterFact)
-_OUTCOME_KEYS = {
-    "efficacy": ("rewrite_success_prompts", "rewrite_success"),
-    "generalization": ("paraphrase_success_prompts", "paraphrase_success"),
-    "specificity": ("neighborhood_success_prompts", "neighborhood_success"),
-    "efficacy_top1": ("rewrite_top1_prompts", "rewrite_top1"),
-    "generalization_top1": ("paraphrase_top1_prompts", "paraphrase_top1"),
-    "specificity_top1": ("neighborhood_top1_prompts", "neighborhood_top1"),
-}
+OUTCOMES = "outcomes.jsonl"
 
 
 @dataclass(frozen=True)
@@ -61,36 +53,38 @@ def read_outcomes(run_dir: Path) -> dict[Any, dict[str, Any]] | None:
     return rows
 
 
-def _units(row: dict[str, Any], metric: str) -> tuple[list[float], str] | None:
-    """The binary outcomes of ``metric`` in one record: per prompt where listed, else the record's
-    value when it is 0 or 1 (a fraction cannot enter McNemar)."""
-    prompts_key, record_key = _OUTCOME_KEYS[metric]
-    listed = row.get(prompts_key)
-    if isinstance(listed, list):
-        unit = "records" if metric.startswith("efficacy") else "prompts"
-        return [float(v) for v in listed if v is not None], unit
-    v = row.get(record_key)
-    if isinstance(v, int | float) and v in (0, 1):
-        return [float(v)], "records"
-    return None
+def outcome_keys() -> dict[str, str]:
+    """metric -> the outcomes.jsonl key of its per-prompt 0/1 list, as evaluators declared them."""
+    return {m.key: m.outcome for m in catalogue() if m.outcome}
+
+
+def _units(row: dict[str, Any], key: str) -> list[float] | None:
+    """The binary outcomes of one record under ``key`` (a per-prompt list), None if absent."""
+    listed = row.get(key)
+    if not isinstance(listed, list):
+        return None
+    return [float(v) for v in listed if v is not None]
 
 
 def mcnemar_pair(
     off: dict[Any, dict[str, Any]], on: dict[Any, dict[str, Any]], metric: str
 ) -> McNemar | None:
     """McNemar counts of ``metric`` over the records both runs measured (None if not measurable)."""
-    lost = gained = units = 0
-    unit = "records"
+    key = outcome_keys().get(metric)
+    if key is None:
+        return None
+    lost = gained = units = records = 0
     for case_id in sorted(set(off) & set(on), key=str):
-        a, b = _units(off[case_id], metric), _units(on[case_id], metric)
-        if a is None or b is None or len(a[0]) != len(b[0]):
+        a, b = _units(off[case_id], key), _units(on[case_id], key)
+        if a is None or b is None or len(a) != len(b):
             continue
-        unit = a[1]
-        for x, y in zip(a[0], b[0]):
+        records += 1
+        for x, y in zip(a, b):
             units += 1
             lost += int(x == 1 and y == 0)
             gained += int(x == 0 and y == 1)
-    return McNemar(units, lost, gained, unit) if units else None
+    # one prompt per record: the record is the unit; several: prompts of one record (descriptive)
+    return McNemar(units, lost, gained, "records" if units == records else "prompts") if units else None
 
 
 def mcnemar_table(comparisons: list, paths: dict[str, Path]) -> pd.DataFrame:
@@ -103,7 +97,7 @@ def mcnemar_table(comparisons: list, paths: dict[str, Path]) -> pd.DataFrame:
             off, on = read_outcomes(paths[base_id]), read_outcomes(paths[on_id])
             if off is None or on is None:
                 continue
-            for metric in _OUTCOME_KEYS:
+            for metric in outcome_keys():
                 res = mcnemar_pair(off, on, metric)
                 if res is None:
                     continue

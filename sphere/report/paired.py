@@ -30,7 +30,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 from scipy import stats as sps
 
-from sphere.report.collect import BLOCK_COLS, HE_ABS, HE_SIGNED, Collection, config_differences
+from sphere.evaluation.catalogue import catalogue, change_metrics
+from sphere.evaluation.he import HE_ABS
+from sphere.report.collect import BLOCK_COLS, Collection, config_differences
 from sphere.report.stats import t_halfwidth
 
 ALPHA = 0.05
@@ -255,15 +257,13 @@ def compare(coll: Collection, metrics: Sequence[str]) -> tuple[list[Comparison],
 
 
 def paired_metrics(table_keys: Sequence[str], runs: pd.DataFrame) -> list[str]:
-    """The metrics of the paired table: the results table's columns with the HE headline (mean
-    per-layer |ΔHE|) first among the HE ones and the signed mean after it, plus the probability
-    margins (``*_magnitude``) where runs have them."""
-    keys = [k for k in table_keys if k not in (HE_ABS, HE_SIGNED)]
-    keys += [
-        m for m in ("efficacy_magnitude", "generalization_magnitude", "specificity_magnitude") if m in runs
-    ]
-    keys += [k for k in (HE_ABS, HE_SIGNED) if k in runs]
-    return keys
+    """The metrics of the paired table: the results table's success-rate columns, then the
+    catalogue's non-table metrics in another unit that runs have (the probability margins), then
+    the change metrics (HE: mean per-layer |ΔHE|, then the signed mean)."""
+    changes = change_metrics(table_keys)
+    keys = [k for k in table_keys if k not in changes]
+    keys += [m.key for m in catalogue() if not m.table and not m.family and m.unit != "%" and m.key in runs]
+    return keys + changes
 
 
 def layer_metrics(runs: pd.DataFrame) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sphere.evaluation import HEADLINE as METRICS
+from sphere.evaluation.catalogue import headline
 from sphere.report.style import axis_label, edits_axis, scale_exponent
 
 
@@ -20,10 +20,10 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
     written = []
     # Edit quality: rows that carry evaluated metrics (pre, scheduled, final).
-    evals = [r for r in rows if "efficacy" in r]
+    evals = [r for r in rows if any(m in r for m in headline())]
     if evals:
         fig, ax = plt.subplots(figsize=(6, 4))
-        for m in METRICS:
+        for m in headline():
             pts = [(r["n_edits"], r[m]) for r in evals if m in r]
             if pts:
                 ax.plot(*zip(*pts), marker="o", label=m, linestyle="-" if "top1" not in m else "--")

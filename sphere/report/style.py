@@ -14,24 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-# metric → (label, unit). A key ending in "/" covers every metric under that prefix (per task, per
-# layer). Fluency and consistency are scores ×100 as the paper prints them, not percentages.
-METRICS: dict[str, tuple[str, str]] = {
-    "efficacy": ("Efficacy", "%"),
-    "generalization": ("Generalization", "%"),
-    "specificity": ("Specificity", "%"),
-    "score": ("Score", "%"),
-    "efficacy_top1": ("Efficacy (top-1)", "%"),
-    "generalization_top1": ("Generalization (top-1)", "%"),
-    "specificity_top1": ("Specificity (top-1)", "%"),
-    "fluency": ("Fluency", "n-gram entropy ×100"),
-    "consistency": ("Consistency", "TF-IDF cosine ×100"),
-    "consistency_proxy": ("Consistency (proxy)", "TF-IDF cosine ×100"),
-    "he_change_pct": ("HE change (signed mean)", "%"),
-    "he_abs_change_pct": ("HE change, mean |Δ| over layers", "%"),
-    "he_change_pct/": ("HE change from unedited", "%"),
-    "general/": ("accuracy", "%"),
-}
+from sphere.evaluation import catalogue
 
 # (baseline, + SPHERE) per editor: two neighbouring but clearly different hues of tab10, the lighter
 # one for the baseline, so the family names the editor and the hue says off or on; the dash
@@ -48,11 +31,10 @@ _SUPER = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
 def metric_info(metric: str) -> tuple[str, str]:
-    """(label, unit) of a metric; an unknown one is its own label, with no unit claimed."""
-    if metric in METRICS:
-        return METRICS[metric]
-    head, sep, _ = metric.partition("/")
-    return METRICS.get(head + sep, (metric, ""))
+    """(label, unit) of a metric as its evaluator declared it (sphere.evaluation.catalogue); an
+    unknown one is its own label, with no unit claimed."""
+    m = catalogue.metric(metric)
+    return m.label, m.unit
 
 
 def axis_label(metric: str, exp: int = 0, label: str | None = None) -> str:
@@ -65,8 +47,9 @@ def axis_label(metric: str, exp: int = 0, label: str | None = None) -> str:
 
 
 def is_bounded_percent(metric: str) -> bool:
-    """A share of cases (0-100 %), so a CI band may be clipped to it (HE change is signed)."""
-    return metric_info(metric)[1] == "%" and not metric.startswith("he_change")
+    """A share of cases (0-100 %), so a CI band may be clipped to it (a change is not: HE)."""
+    m = catalogue.metric(metric)
+    return m.unit == "%" and m.better > 0
 
 
 def scale_exponent(values: Any) -> int:

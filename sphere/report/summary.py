@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sphere.evaluation import HEADLINE
+from sphere.evaluation.catalogue import table_metrics
+from sphere.evaluation.he import HE_ABS, HE_SIGNED, LAYER_PREFIX, he_summaries
 
-PER_LAYER_HE = "he/layer_"
+PER_LAYER_HE = LAYER_PREFIX
 
 
 def split_per_layer(
@@ -32,10 +33,10 @@ def build_summary(
         "pre": pre_metrics,
         "he": he,
         "he_pre": he_pre,
-        "he_change_pct": change,
+        HE_SIGNED: change,
         # The run's HE headline: the mean over edited layers of |ΔHE| (a signed mean cancels between
         # layers whose HE falls and layers whose HE rises; sphere.report.collect.he_summaries).
-        "he_abs_change_pct": sum(abs(v) for v in change.values()) / len(change) if change else None,
+        HE_ABS: he_summaries(change)[HE_ABS] if change else None,
         "time": {
             **timings,
             # What users compare across editors and machines; the whole batch counts, z included.
@@ -46,23 +47,12 @@ def build_summary(
     }
 
 
-# Metrics shown after the headline ones, in this order, when a run has them.
-EXTRA_PREFIXES = ("fluency", "consistency", "general/")
-
-
 def shown_metrics(summary: dict[str, Any]) -> list[str]:
-    """The metric keys a person reads first: the headline columns, the score, then fluency,
-    consistency and general ability (standard errors and counts stay in summary.json)."""
-    keys = [k for k in (*HEADLINE, "score") if k in summary]
-    for prefix in EXTRA_PREFIXES:
-        keys += sorted(
-            k
-            for k, v in summary.items()
-            if k.startswith(prefix)
-            and isinstance(v, int | float)
-            and not k.endswith(("_se", "_n", "_f1", "_mcc"))
-        )
-    return keys
+    """The metric keys a person reads first: the results table's columns that the run has, in the
+    catalogue's order, except the HE change summaries, which summary.txt prints per layer below
+    (standard errors and counts stay in summary.json)."""
+    numeric = [k for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)]
+    return [m.key for m in table_metrics(numeric) if m.better > 0]
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -83,9 +73,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"{k:<24}{'' if p is None else f'{p:.2f}':>10}{summary[k]:>10.2f}{se_text:>8}{mark}")
     lines.append(f"{'HE (normalised) layer':<24}{'pre':>10}{'post':>10}{'change %':>12}")
     for k, v in summary["he"].items():
-        lines.append(f"{k:<24}{summary['he_pre'][k]:>10.6g}{v:>10.6g}{summary['he_change_pct'][k]:>+12.3e}")
-    if summary.get("he_abs_change_pct") is not None:
-        lines.append(f"{'mean |change| over layers':<44}{summary['he_abs_change_pct']:>12.3e}")
+        lines.append(f"{k:<24}{summary['he_pre'][k]:>10.6g}{v:>10.6g}{summary[HE_SIGNED][k]:>+12.3e}")
+    if summary.get(HE_ABS) is not None:
+        lines.append(f"{'mean |change| over layers':<44}{summary[HE_ABS]:>12.3e}")
     for k, note in (summary.get("notes") or {}).items():
         lines.append(f"* {k}: {note}")
     if summary.get("skipped_batches"):

@@ -14,26 +14,11 @@ from typing import Any
 
 import pandas as pd
 
-from sphere.report.collect import BLOCK_COLS, HE_ABS, HE_SIGNED, SETTING_COLS
+from sphere.evaluation.catalogue import metric, table_metrics
+from sphere.evaluation.he import HE_ABS, HE_SIGNED
+from sphere.report.collect import BLOCK_COLS, SETTING_COLS
 from sphere.report.stats import CI95, NONE, SE, aggregate_settings, describe
 
-# Paper order: probability convention, generation metrics, top-1 convention, score; then general
-# ability and HE. Only the columns some run measured are shown.
-_FIXED = [
-    ("efficacy", "Efficacy"),
-    ("generalization", "Generalization"),
-    ("specificity", "Specificity"),
-    ("fluency", "Fluency"),
-    ("consistency", "Consistency"),
-    ("consistency_proxy", "Consistency (proxy)"),
-    ("efficacy_top1", "Efficacy (top-1)"),
-    ("generalization_top1", "Generalization (top-1)"),
-    ("specificity_top1", "Specificity (top-1)"),
-    ("score", "Score"),
-]
-_TASK_NAMES = {"nli": "NLI", "open_qa": "Open QA", "closed_qa": "Closed QA", "mmlu": "MMLU", "sst2": "SST-2"}
-GENERAL_SUFFIXES = ("_se", "_f1", "_mcc", "_invalid", "_sd")
-"""Suffixes of general/<task>_<x> columns that are not a task's accuracy (kept in summary.json)."""
 HE_COL = HE_SIGNED
 HE_COLS = (HE_ABS, HE_SIGNED)
 DAGGER = "†"
@@ -50,15 +35,14 @@ class Column:
     header: str
 
     @property
-    def lower_is_better(self) -> bool:
-        """HE change: the smaller the per-layer magnitude the better (SPHERE's claim is that it keeps
-        the angular structure); the signed mean has no better direction (None-like: see ``direction``)."""
-        return self.key == HE_ABS
+    def direction(self) -> int:
+        """+1 higher is better, −1 lower is better, 0 neither (a signed change), as its evaluator
+        declared it (sphere.evaluation.catalogue)."""
+        return metric(self.key).better
 
     @property
-    def direction(self) -> int:
-        """+1 higher is better, −1 lower is better, 0 neither (the signed HE mean)."""
-        return 0 if self.key == HE_SIGNED else (-1 if self.lower_is_better else 1)
+    def lower_is_better(self) -> bool:
+        return self.direction < 0
 
 
 @dataclass
@@ -99,28 +83,10 @@ class Table:
 
 
 def table_columns(runs: pd.DataFrame) -> list[Column]:
-    """The metric columns some finished run has a finite value for, in paper order."""
-
-    def has(key: str) -> bool:
-        return key in runs and bool(runs[key].notna().any())
-
-    cols = [Column(k, h) for k, h in _FIXED if has(k)]
-    tasks = sorted(
-        c
-        for c in runs.columns
-        if c.startswith("general/") and c != "general/mean" and not c.endswith(GENERAL_SUFFIXES)
-    )
-    for t in tasks:
-        if has(t):
-            name = t.split("/", 1)[1]
-            cols.append(Column(t, f"{_TASK_NAMES.get(name, name.replace('_', ' ').capitalize())} acc."))
-    if has("general/mean"):
-        cols.append(Column("general/mean", "General mean"))
-    if has(HE_ABS):
-        cols.append(Column(HE_ABS, "HE ∣Δ∣ % (mean over layers)"))
-    if has(HE_SIGNED):
-        cols.append(Column(HE_SIGNED, "HE Δ % (signed mean)"))
-    return cols
+    """The metric columns some finished run has a finite value for, in the catalogue's order (the
+    paper's: probability convention, generation, top-1, score, general ability, HE)."""
+    present = [c for c in runs.columns if runs[c].notna().any()]
+    return [Column(m.key, m.column) for m in table_metrics(present)]
 
 
 def _note_applies(note_key: str, column: str) -> bool:
@@ -203,7 +169,7 @@ def _pre_row(block: str, in_block: pd.DataFrame, keys: list[str]) -> Row | None:
     done = in_block[in_block["finished"]].drop_duplicates("seed")
     cells = {}
     for k in keys:
-        if k in HE_COLS or f"pre/{k}" not in done:
+        if f"pre/{k}" not in done:
             continue
         st = describe(done[f"pre/{k}"])
         if st.n == 0:
@@ -263,7 +229,7 @@ def fmt_number(x: float) -> str:
 def fmt_value(x: float, key: str | None = None) -> str:
     """A value of column ``key``: HE changes (~1e-3 % after hundreds of edits) with 3 significant
     digits, so 0.0129 and 0.0053 do not both print as 0.01; every other column by ``fmt_number``."""
-    if key is not None and key.startswith(HE_COLS) and x is not None and not math.isnan(x) and x != 0:
+    if key is not None and metric(key).better <= 0 and x is not None and not math.isnan(x) and x != 0:
         return f"{x:.3g}"
     return fmt_number(x)
 
@@ -362,15 +328,16 @@ def to_markdown(table: Table) -> str:
     return "\n".join(parts) + "\n"
 
 
-CURVE_METRICS = ("efficacy", "generalization", "specificity", HE_ABS, HE_SIGNED)
-
-
-def curve_markdown(runs: pd.DataFrame, curves: pd.DataFrame, metrics: tuple[str, ...] = CURVE_METRICS) -> str:
+def curve_markdown(runs: pd.DataFrame, curves: pd.DataFrame, metrics: tuple[str, ...] | None = None) -> str:
     """Edit quality and HE change of every setting at every evaluation point, one Markdown table per
     block: the numbers behind the metrics-vs-edits figures, mean ± 95 % CI over seeds (mean alone
     with one seed), so a long-sequence study can be read without opening a figure."""
+    from sphere.evaluation.catalogue import change_metrics, curve_metrics
     from sphere.report.stats import aggregate_curve
 
+    if metrics is None:  # the figure's metrics that runs measured, then the HE change summaries
+        measured = set(curves["metric"])
+        metrics = (*(m for m in curve_metrics() if m in measured), *change_metrics(measured))
     parts = []
     for block, in_block in runs.groupby("block", sort=False):
         labels = in_block.drop_duplicates("setting_id").set_index("setting_id")["label"]
@@ -382,13 +349,13 @@ def curve_markdown(runs: pd.DataFrame, curves: pd.DataFrame, metrics: tuple[str,
                 cells.setdefault((labels[r.setting_id], int(r.n_edits_done)), {})[m] = text
         if not cells:
             continue
-        header = ["Setting", "Edits", *(_CURVE_NAMES.get(m, m) for m in metrics)]
+        header = ["Setting", "Edits", *(metric(m).column for m in metrics)]
         lines = [
             "| " + " | ".join(header) + " |",
             "|" + "|".join(["---"] * 2 + ["---:"] * len(metrics)) + "|",
         ]
         order = {label: i for i, label in enumerate(labels)}
-        quality = [m for m in metrics if m not in HE_COLS]
+        quality = [m for m in metrics if metric(m).better > 0]
         for (label, n), vals in sorted(cells.items(), key=lambda kv: (order[kv[0][0]], kv[0][1])):
             if quality and not any(m in vals for m in quality):
                 continue  # HE alone (measured every batch): the rows are the evaluation points
@@ -397,10 +364,6 @@ def curve_markdown(runs: pd.DataFrame, curves: pd.DataFrame, metrics: tuple[str,
     return "\n".join(parts) + (
         "\n- ± is the 95 % CI over seeds; a value alone is one seed.\n" if parts else ""
     )
-
-
-_CURVE_NAMES = {"efficacy": "Efficacy", "generalization": "Generalization", "specificity": "Specificity",
-                HE_ABS: "HE ∣Δ∣ % (mean over layers)", HE_SIGNED: "HE Δ % (signed mean)"}  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------- LaTeX
@@ -479,10 +442,12 @@ def to_latex(table: Table, caption: str = "Sequential editing results.", label: 
 # ------------------------------------------------------------------------------------ terminal
 
 
-def to_terminal(
-    table: Table, keys: tuple[str, ...] = ("efficacy", "generalization", "specificity", "score")
-) -> str:
-    """A compact plain-text table for the end of the CLI run."""
+def to_terminal(table: Table, keys: tuple[str, ...] | None = None) -> str:
+    """A compact plain-text table for the end of the CLI run: the first four headline metrics
+    (catalogue order) unless ``keys`` names others."""
+    from sphere.evaluation.catalogue import headline
+
+    keys = tuple(headline()[:4]) if keys is None else keys
     cols = [c for c in table.columns if c.key in keys]
     recs = [
         {

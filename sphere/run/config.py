@@ -23,6 +23,7 @@ from sphere.evaluation.config import EvalConfig
 from sphere.method.placement import SphereConfig, resolve_placement
 from sphere.method.projection import check_choice
 from sphere.models.config import ModelConfig
+from sphere.run.identity import resume_mode
 
 
 @dataclass
@@ -45,7 +46,9 @@ class RunConfig:
     """Top-level run settings."""
 
     seed: int = 0
-    resume: bool = False
+    # auto | true | false: continue a run of the same configuration found in the run directory,
+    # refuse one of another configuration, start over (sphere/run/identity.py has the policy).
+    resume: str = "auto"
     checkpoint_every: int = 10
     checkpoint_minutes: float = 20.0
     forward_batch_size: int = 64
@@ -64,6 +67,7 @@ class RunConfig:
     prepare: bool = False
 
     def __post_init__(self) -> None:
+        self.resume = resume_mode(self.resume)  # true/false of older configs keep their meaning
         if any(n < 1 for n in self.keep_at):
             raise ValueError(f"run.keep_at={self.keep_at} must hold numbers of edits >= 1")
         check_choice("run.on_nonfinite", self.on_nonfinite, ("stop", "skip"))

@@ -15,6 +15,7 @@ from sphere.data.records import RecordList
 from sphere.errors import ConfigError
 from sphere.io import atomic_write_text
 from sphere.run.config import Settings, validate
+from sphere.run.identity import Decision, clear_outputs, decide
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,8 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     With ``run.plan`` only the memory and disk plan is printed (nothing is loaded or written); a
     real run checks the same plan before loading the model (``run.plan_check``). With
     ``run.prepare`` the model is loaded and the editor set up (filling the caches), and nothing more.
+    What happens to a run already in ``out_dir`` (continue it, skip it as finished, refuse it as
+    another configuration's, start over) is ``run.resume``'s policy, ``sphere.run.identity``.
     """
     import torch
 
@@ -39,16 +42,22 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     s: Settings = validate(cfg)
     if s.run.plan:
         return _print_plan(s)
-    if s.run.resume and (out_dir / "summary.json").exists():  # written last: the run is complete
+    config_text = OmegaConf.to_yaml(cfg, resolve=True)
+    # Decided before anything is loaded: a run directory of another configuration is refused here.
+    decision = None if s.run.prepare else _decide(s, out_dir, config_text)
+    if decision is not None and decision.action == "finished":  # summary.json is written last
         summary = json.loads((out_dir / "summary.json").read_text())
         print(f"\n{format_summary(summary)}\nrun directory: {out_dir} (finished earlier; not re-run)")
         return summary
     records = _records(s)
     if s.run.plan_check:
         _check_plan(s, len(records))
-    if not s.run.prepare:
+    if decision is not None:
+        if decision.clear:
+            log.info("starting over in %s (%s): its previous outputs are deleted", out_dir, decision.why)
+            clear_outputs(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        atomic_write_text(out_dir / "config.yaml", config_text)
     torch.manual_seed(s.run.seed)
     model, tok = load_model(s.model, s.run.cache_dir)
     check_tokenizable(records, tok, source=s.dataset.path)  # empty targets fail here, not mid-run
@@ -61,7 +70,12 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             f"(cache: {s.run.cache_dir}); nothing was edited"
         )
         return {"prepared": True}
-    state = load_checkpoint(out_dir / "checkpoint") if s.run.resume else None
+    state = None
+    if decision is not None and decision.action == "resume":
+        state = load_checkpoint(out_dir / "checkpoint")  # decide() saw it; a damaged one raises
+        if state is not None:
+            n = int(state["progress"]["n_edits"])
+            log.info("resuming from %s after %d edits (same configuration)", out_dir, n)
     job = f"{s.editor_name}{'+sphere' if s.sphere.enabled else ''}"
     sweep = _hydra_sweep()
     tracker = Tracker(
@@ -93,6 +107,27 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         plot_run(out_dir)
     print("\n" + text + f"\nrun directory: {out_dir}")
     return summary
+
+
+def _decide(s: Settings, out_dir: Path, config_text: str) -> Decision:
+    """``run.resume`` applied to ``out_dir`` (sphere/run/identity.py); raises ConfigError for a
+    directory that holds another configuration's run."""
+    import yaml
+
+    sweep = _hydra_sweep() is not None
+    return decide(
+        out_dir,
+        yaml.safe_load(config_text),  # read back like the stored config.yaml, so types compare alike
+        s.run.resume,
+        in_sweep=sweep,
+        dir_key="hydra.sweep.dir" if sweep else "hydra.run.dir",
+    )
+
+
+def plan_config(cfg: DictConfig) -> dict[str, Any]:
+    """``run.plan=true`` outside Hydra's run machinery (``sphere-edit`` calls it for a single run,
+    so that no run directory is created): validate and print the plan."""
+    return _print_plan(validate(cfg))
 
 
 def _print_plan(s: Settings) -> dict[str, Any]:

@@ -32,11 +32,16 @@ from editors.core.weights import (
 )
 from sphere.data.records import EditRecord
 from sphere.errors import ConfigError
-from sphere.evaluation.registry import EvalView, Moment, get_evaluator
+from sphere.evaluation.registry import EvalView, Moment, OutcomeSource, get_evaluator
 from sphere.method.placement import sphere_transform
 from sphere.report.summary import build_summary
 from sphere.run.checkpoint import load_checkpoint, map_w0, save_checkpoint, write_w0
 from sphere.run.config import Settings, check_against_model
+from sphere.run.eval_subset import edited_subset, subset_positions
+from sphere.run.identity import resume_mode
+from sphere.run.outcomes import merge_outcomes, write_outcomes
+from sphere.run.provenance import collect as collect_provenance
+from sphere.run.provenance import one_line
 from sphere.run.saved import kept_path, save_kept
 from sphere.run.state import Progress
 from sphere.run.statistics import build_context
@@ -50,6 +55,7 @@ class SequentialRun:
 
     def __init__(self, s: Settings, model, tok, model_id: str, records: Sequence[EditRecord], out_dir: Path):
         self.s, self.model, self.tok, self.records, self.out_dir = s, model, tok, list(records), out_dir
+        self.model_id = model_id
         self.spec = spec_for(model)
         entry = get_editor(s.editor_name)
         self.placement = entry.placement(s.editor)
@@ -129,11 +135,13 @@ class SequentialRun:
 
     def run(self, tracker: Tracker, state: dict[str, Any] | None = None) -> dict[str, Any]:
         """Edit every batch not done yet, measuring as scheduled; ``state``: a loaded checkpoint to
-        continue from (read from ``<out_dir>/checkpoint`` when ``run.resume`` and none is given)."""
+        continue from (read from ``<out_dir>/checkpoint`` when ``run.resume=true`` and none is
+        given; ``run_experiment`` decides and passes it, ``sphere.run.identity``)."""
         s, n_total, bs = self.s, len(self.records), self.s.dataset.batch_size
+        provenance = self._provenance()
         batches = [self.records[i : i + bs] for i in range(0, n_total, bs)]
         ckpt_dir = self.out_dir / "checkpoint"
-        if state is None and s.run.resume:
+        if state is None and resume_mode(s.run.resume) == "true":
             state = load_checkpoint(ckpt_dir)
         if state is None:
             progress = Progress()
@@ -143,7 +151,6 @@ class SequentialRun:
         else:
             progress = self._restore(state)
             self._pretrained_from_file(ckpt_dir, fresh=False)
-            log.info("resumed from %s after %d edits", ckpt_dir, progress.n_edits)
 
         if s.run.keep_at and not kept_path(self.out_dir, 0).exists():
             self._keep(0)  # W₀, the reference's edit_0: what the edited weights are compared with
@@ -169,6 +176,7 @@ class SequentialRun:
         with _timed(progress, "eval_s"), self.evaluated_weights():
             final = self.measure("final", edited, progress.n_edits)
         tracker.log({"n_edits": progress.n_edits, "final": True, **final})
+        self._write_outcomes(progress.n_edits)
         header = {
             "model": s.model.name,
             "editor": s.editor_name,
@@ -179,6 +187,7 @@ class SequentialRun:
             "protocol": s.eval.protocol,
             "n_edits": progress.n_edits,
             "seed": s.run.seed,
+            "provenance": provenance,
         }
         notes = {k: v for ev in self.evaluators.values() for k, v in getattr(ev, "notes", {}).items()}
         if notes:
@@ -186,6 +195,24 @@ class SequentialRun:
         if progress.skipped:
             header["skipped_batches"] = [b + 1 for b in progress.skipped]
         return build_summary(header, pre=progress.pre or {}, final=final, timings=progress.timings)
+
+    def _provenance(self) -> dict[str, Any]:
+        """Code, software, machine, model and data identity for summary.json, logged in one line."""
+        t0 = time.perf_counter()
+        provenance = collect_provenance(self.s, self.model, self.model_id)
+        log.info("%s (%.2f s)", one_line(provenance), time.perf_counter() - t0)
+        return provenance
+
+    def _write_outcomes(self, n_edits: int) -> None:
+        """outcomes.jsonl: the per-record rows of the evaluators that offer them (``OutcomeSource``),
+        merged by case_id; no file when none does."""
+        sources = [
+            rows
+            for ev in self.evaluators.values()
+            if isinstance(ev, OutcomeSource) and (rows := ev.final_outcomes()) is not None
+        ]
+        if sources:
+            write_outcomes(self.out_dir, merge_outcomes(sources, n_edits))
 
     def _resolved_sphere(self) -> dict[str, str]:
         """Where SPHERE acted and which weights U came from, with the editor's defaults beside them."""
@@ -225,11 +252,21 @@ class SequentialRun:
             row.update(self.measure("batch", batch, n))
             every = self.s.eval.every
             if every and n // every > (n - len(batch)) // every and n < n_total:
-                row.update(self.measure("scheduled", self.edited_records(batches, progress), n))
+                row.update(self._scheduled(batches, progress, n))
         for t in self.editor.transforms:  # after the view: readout transforms report there
             if isinstance(t, MetricTransform):
                 row.update(t.pop_metrics())
         return row
+
+    def _scheduled(self, batches: list[list[EditRecord]], progress: Progress, n: int) -> dict[str, Any]:
+        """The intermediate evaluation: the records edited so far, or with ``eval.subset`` those of
+        them in a fixed random subset of the stream (``sphere.run.eval_subset``), whose number the
+        row then gives as ``eval_n_records``. The final evaluation always measures all of them."""
+        if self.s.eval.subset is None:
+            return self.measure("scheduled", self.edited_records(batches, progress), n)
+        keep = subset_positions(len(self.records), self.s.eval.subset, self.s.run.seed)
+        records = edited_subset(batches, progress.batches_done, progress.skipped, keep)
+        return {**self.measure("scheduled", records, n), "eval_n_records": len(records)}
 
     @staticmethod
     def edited_records(batches: list[list[EditRecord]], progress: Progress) -> list[EditRecord]:

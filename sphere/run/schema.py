@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import field, make_dataclass
-from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
@@ -20,9 +19,10 @@ from sphere.data.config import DatasetConfig
 from sphere.evaluation.config import EvalConfig
 from sphere.method.placement import SphereConfig
 from sphere.models.config import ModelConfig
+from sphere.paths import config_dir
 from sphere.run.config import LoggerConfig, RunConfig
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
+CONFIG_DIR = str(config_dir())  # configs/ of a checkout or sphere/_configs of a wheel (sphere/paths.py)
 
 
 def editor_schema(name: str) -> type:

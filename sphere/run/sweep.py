@@ -4,9 +4,10 @@ metrics, so a person (or ``sphere-report``) sees at a glance what ran, what fail
 A Hydra callback. Each job writes only its own status file (``<sweep>/.index/<job>.json``), so jobs
 running in parallel processes or on SLURM nodes never write the same file; ``index.json`` is rebuilt
 from all of them after every change (atomic write; the last writer wins with a complete view of the
-status files it read). Re-running the same multirun with ``hydra.sweep.dir=<dir> run.resume=true``
-maps every job to the same directory (``hydra.job.override_dirname``): finished jobs are skipped
-(``run_experiment`` returns at once when ``summary.json`` exists) and marked so in the index.
+status files it read). Re-running the same multirun with ``hydra.sweep.dir=<dir>`` maps every job to
+the same directory (``hydra.job.override_dirname``): finished jobs are skipped (``run_experiment``
+returns at once when ``summary.json`` of the same configuration exists; ``run.resume``'s policy,
+``sphere.run.identity``) and marked so in the index. A ``run.plan=true`` job is marked ``planned``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from sphere.io import atomic_write_json, safe_name
+from sphere.run.identity import resume_mode
 
 # Overrides that do not change what a job computes (or are paths): left out of its directory name.
 _NOT_IN_NAME = ("hydra.", "+hydra.", "experiment=", "+experiment=", "run.resume=", "run.cache_dir=", "logger")
@@ -67,6 +69,15 @@ def rebuild_index(sweep_dir: Path) -> dict[str, Any]:
     return index
 
 
+def _keeps_finished(run: DictConfig) -> bool:
+    """Whether this job leaves a finished run in its directory as it is (not a plan, not
+    ``run.resume=false``); a bad ``run.resume`` is the job's own one-line error, not the index's."""
+    try:
+        return resume_mode(run.resume) != "false" and not run.plan
+    except ValueError:
+        return False
+
+
 class SweepIndex(Callback):
     """Keeps ``<sweep dir>/index.json`` up to date as jobs start and end."""
 
@@ -75,7 +86,7 @@ class SweepIndex(Callback):
         if where is None:
             return
         sweep_dir, run_dir, key = where
-        done = (run_dir / "summary.json").exists() and bool(config.run.resume)
+        done = (run_dir / "summary.json").exists() and _keeps_finished(config.run)
         self._write(
             sweep_dir,
             key,
@@ -95,15 +106,18 @@ class SweepIndex(Callback):
             return
         sweep_dir, run_dir, key = where
         entry = self._read(sweep_dir, key)
-        ok = job_return.status == JobStatus.COMPLETED and (run_dir / "summary.json").exists()
-        entry["status"] = "finished" if ok else "failed"
+        completed = job_return.status == JobStatus.COMPLETED
+        planned = completed and bool(config.run.plan)  # printed its plan; nothing was to be written
+        ok = completed and (run_dir / "summary.json").exists()
+        entry["status"] = "planned" if planned else "finished" if ok else "failed"
         entry["end"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-        if ok:
+        if ok and not planned:
             summary = json.loads((run_dir / "summary.json").read_text())
             entry["metrics"] = {k: summary[k] for k in HEADLINE if k in summary}
-        else:
+        elif not planned:
             err = job_return._return_value if job_return.status == JobStatus.FAILED else None
             entry["error"] = f"{type(err).__name__}: {err}" if err is not None else "no summary.json written"
+            entry["skipped"] = False  # e.g. refused: its directory holds another configuration's run
         self._write(sweep_dir, key, entry)
 
     @staticmethod

@@ -16,6 +16,8 @@ from sphere.run.config import LoggerConfig
 
 log = logging.getLogger(__name__)
 
+WANDB_ID_FILE = "wandb_id"
+
 
 def wandb_mode(cfg: LoggerConfig) -> str:
     """``auto`` → online if an API key is available (env or ~/.netrc), else offline."""
@@ -58,6 +60,8 @@ class Tracker:
             atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in keep))
         elif resume_from_edits is None and self.metrics_path.exists():
             self.metrics_path.unlink()
+        if resume_from_edits is None:
+            (out_dir / WANDB_ID_FILE).unlink(missing_ok=True)  # a new run never continues an old id
         self.run = None
         mode = wandb_mode(cfg)
         if mode != "disabled":
@@ -75,7 +79,7 @@ class Tracker:
                     dir=str(out_dir),
                     mode=cast(Any, mode),
                     resume="allow",
-                    id=_run_id(out_dir),
+                    id=wandb_run_id(out_dir, resume=resume_from_edits is not None),
                 )
                 # Every metric is plotted against the number of edits, not W&B's internal step,
                 # so runs with different batch sizes line up in one panel.
@@ -168,8 +172,22 @@ class Tracker:
         self.run = None
 
 
-def _run_id(out_dir: Path) -> str:
-    """A W&B id stable for one run directory, so a resumed run continues the same W&B run."""
+def wandb_run_id(out_dir: Path, *, resume: bool) -> str:
+    """The W&B run id of the run in ``out_dir``: a new one for a new run, stored in the directory
+    (``wandb_id``), and that stored one when the run continues, so W&B continues a run only when
+    the run itself continues. (An id derived from the directory made a new run in a reused
+    directory append to the old run's history.) A run directory from before the file existed
+    continues under the id it was given then, the hash of its path."""
     import hashlib
+    import secrets
 
-    return hashlib.sha1(str(out_dir.resolve()).encode()).hexdigest()[:12]
+    path = out_dir / WANDB_ID_FILE
+    if resume:
+        try:
+            stored = path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            stored = ""
+        return stored or hashlib.sha1(str(out_dir.resolve()).encode()).hexdigest()[:12]
+    new = secrets.token_hex(6)  # W&B ids: lowercase letters and digits
+    atomic_write_text(path, new + "\n")
+    return new

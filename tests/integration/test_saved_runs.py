@@ -163,7 +163,8 @@ def test_cli_exit_codes(saved_run, tmp_path, capsys):
     assert sphere_eval([str(saved_run), "--at", "4", "eval.evaluators=[he]"]) == 0  # options, then overrides
     assert sphere_eval([str(saved_run), "--at", "5"]) == 1
     assert sphere_eval([str(saved_run), "eval.nope=1"]) == 2
-    assert sphere_eval([str(tmp_path / "missing")]) == 1
+    assert sphere_eval([str(tmp_path / "missing")]) == 2  # not a run directory: a usage error
+    assert sphere_eval([str(tmp_path / "missing"), "--list"]) == 2
     assert "sphere-eval:" in capsys.readouterr().err
     assert sphere_export([str(saved_run), "--patch", "--at", "4", "-o", str(tmp_path / "p.safetensors")]) == 0
     assert (tmp_path / "p.safetensors").stat().st_size > 0

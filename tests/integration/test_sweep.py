@@ -60,13 +60,13 @@ def test_sweep_index_lists_every_job(sweep):
 
 
 def test_resuming_a_sweep_skips_finished_jobs(sweep):
+    """The same command again (no flag: run.resume=auto) skips every finished job."""
     summaries = {p: p.stat().st_mtime_ns for p in sweep.glob("*/summary.json")}
     proc = sphere_edit(
         "-m",
         "+experiment=tiny_seeds",
         "run.seed=0,1",
         *SMALL,
-        "run.resume=true",
         f"hydra.sweep.dir={sweep}",
         f"run.cache_dir={sweep.parent / 'elsewhere'}",  # not part of a job's name
         cwd=sweep.parent,
@@ -122,6 +122,28 @@ def test_a_failing_job_is_recorded_and_the_others_run(tmp_path):
         jobs["sphere.alpha=2.0"]["status"] == "failed"
         and "outside [0, 1]" in jobs["sphere.alpha=2.0"]["error"]
     )
+
+
+def test_a_planned_sweep_is_listed_as_planned(tmp_path):
+    """``run.plan=true`` in a multirun: each job prints its plan, writes no run files and is
+    ``planned`` in the index (not ``failed`` for the summary.json a plan never writes)."""
+    out = tmp_path / "sweep"
+    proc = sphere_edit(
+        "-m",
+        "model=tiny-llama",
+        "sphere.alpha=0.5,0.8",
+        "run.plan=true",
+        "logger=none",
+        f"run.cache_dir={tmp_path / 'cache'}",
+        f"hydra.sweep.dir={out}",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("sphere-edit plan") == 2
+    index = json.loads((out / "index.json").read_text())
+    assert index["counts"] == {"planned": 2}
+    for job in index["jobs"]:
+        assert {p.name for p in Path(job["run_dir"]).iterdir()} <= {".hydra", "edit.log"}  # Hydra's only
 
 
 # The launcher's plumbing (submitit's local executor); the SLURM script it would write is checked

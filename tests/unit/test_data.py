@@ -268,8 +268,119 @@ def test_resolve_data_path(tmp_path):
     assert resolve_data_path("counterfact") == DATA_DIR / "full" / "counterfact.json"
     assert resolve_data_path("multi_counterfact") == DATA_DIR / "full" / "multi_counterfact.json"
     assert resolve_data_path("zsre") == DATA_DIR / "full" / "zsre_mend_eval.json"
+    assert resolve_data_path("counterfact-edit").name.startswith("counterfact-edit.json")
     assert resolve_data_path(tmp_path / "a.json") == tmp_path / "a.json"
     assert resolve_data_path("some/file.json") == Path("some/file.json")
+
+
+# --- counterfact-edit: EasyEdit's 10,000-record edit split, from data/full or a shared data folder -------
+
+CF_EDIT_SHA = "bfe31a7081932739406e282bb625d74222549c3386c15b1df3dfbc3978c69eec"
+
+
+@pytest.fixture
+def cf_edit_shared(monkeypatch, tmp_path):
+    """The shared gzipped copy of counterfact-edit, with data/full pointed at an empty folder so the
+    test reads that copy whatever this machine has downloaded; skipped where no copy exists."""
+    from sphere.data import shared
+
+    monkeypatch.setitem(FULL_FILES, "counterfact-edit", tmp_path / "full" / "counterfact-edit.json")
+    found = shared.locate("counterfact-edit", tmp_path / "full")
+    if found is None:
+        pytest.skip(
+            "counterfact-edit not on this machine (no $SPHERE_SHARED_DATA or <repo>/../shared/data copy)"
+        )
+    return found
+
+
+def test_counterfact_edit_loads_all_10000_records_verified(cf_edit_shared):
+    from sphere.data.download import EXPECTED_SHA256, FILES, URLS
+    from sphere.data.shared import content_sha256
+
+    assert EXPECTED_SHA256["counterfact-edit"] == CF_EDIT_SHA and FILES["counterfact-edit"].endswith(".json")
+    assert URLS["counterfact-edit"].startswith(
+        "https://raw.githubusercontent.com/Jometeorie/KnowledgeSpread/"
+    )
+    assert resolve_data_path("counterfact-edit") == cf_edit_shared
+    assert content_sha256(cf_edit_shared) == CF_EDIT_SHA
+    records = load_records("counterfact", "counterfact-edit")
+    assert len(records) == 10_000 and records.skipped == 0
+    assert len({r.case_id for r in records}) == 10_000
+    assert records[0].case_id == 0 and records[0].request.text == "The mother tongue of Danielle Darrieux is"
+    assert all(len(r.paraphrase_prompts) == len(r.neighborhood_prompts) == 1 for r in records)
+
+
+def test_counterfact_edit_download_lands_in_data_full_and_is_read_first(cf_edit_shared, monkeypatch):
+    from sphere.data import download as dl
+
+    content = gzip.decompress(cf_edit_shared.read_bytes())  # what the raw GitHub URL serves
+    seen = []
+
+    def fake_fetch(url, tmp, timeout, progress, label):
+        seen.append(url)
+        Path(tmp).write_bytes(content)
+        return hashlib.sha256(content).hexdigest()
+
+    monkeypatch.setattr(dl, "_fetch", fake_fetch)
+    path = dl.download("counterfact-edit", FULL_FILES["counterfact-edit"].parent, progress=False)
+    assert seen == [dl.URLS["counterfact-edit"]] and path == FULL_FILES["counterfact-edit"]
+    assert resolve_data_path("counterfact-edit") == path  # data/full before the shared copy
+    assert len(load_records("counterfact", "counterfact-edit")) == 10_000
+
+
+def test_counterfact_edit_damaged_copy_is_refused(cf_edit_shared, monkeypatch, tmp_path):
+    from sphere.data import SHARED_DATA_ENV, SHARED_FILES
+
+    copy_ = tmp_path / "shared" / SHARED_FILES["counterfact-edit"]
+    copy_.parent.mkdir(parents=True)
+    monkeypatch.setenv(SHARED_DATA_ENV, str(tmp_path / "shared"))  # looked in before <repo>/../shared
+    text = gzip.decompress(cf_edit_shared.read_bytes()).decode()
+    copy_.write_bytes(gzip.compress(text.replace('"English"', '"Engl1sh"', 1).encode()))
+    assert resolve_data_path("counterfact-edit") == copy_
+    message = rf"^{re.escape(str(copy_))}: not the counterfact-edit dataset: .*expected sha256 {CF_EDIT_SHA};"
+    with pytest.raises(ValueError, match=message + r".*download_data\.py counterfact-edit") as err:
+        load_records("counterfact", "counterfact-edit")
+    assert "\n" not in str(err.value)
+    copy_.write_bytes(cf_edit_shared.read_bytes()[:-100])  # truncated gzip: refused the same way
+    with pytest.raises(ValueError, match=r"gzip data is damaged.*expected sha256 " + CF_EDIT_SHA):
+        load_records("counterfact", "counterfact-edit")
+    copy_.write_bytes(text.encode())  # recompressing (here: not compressing) changes nothing
+    assert len(load_records("counterfact", "counterfact-edit", limit=3)) == 3
+
+
+def test_counterfact_edit_missing_names_places_fix_and_checksum(monkeypatch, tmp_path):
+    from sphere.data import SHARED_DATA_ENV, shared
+
+    monkeypatch.setitem(FULL_FILES, "counterfact-edit", tmp_path / "full" / "counterfact-edit.json")
+    monkeypatch.setattr(shared, "SHARED_DIR", tmp_path / "nowhere")
+    monkeypatch.setenv(SHARED_DATA_ENV, str(tmp_path / "empty"))
+    assert resolve_data_path("counterfact-edit") == tmp_path / "full" / "counterfact-edit.json"
+    with pytest.raises(FileNotFoundError) as err:
+        load_records("counterfact", "counterfact-edit")
+    message = str(err.value)
+    assert "\n" not in message and CF_EDIT_SHA in message
+    assert "python scripts/download_data.py counterfact-edit" in message and SHARED_DATA_ENV in message
+    for place in (tmp_path / "full", tmp_path / "empty", tmp_path / "nowhere"):
+        assert str(place) in message
+
+
+def test_counterfact_edit_selection_by_seed(cf_edit_shared, tmp_path):
+    """dataset.shuffle draws ``limit`` records with run.seed (same seed: same records, same order);
+    without it the first ``limit`` records in file order."""
+    from conftest import settings
+
+    from sphere.run.experiment import _records
+
+    def case_ids(*overrides: str) -> list[int]:
+        s = settings("dataset.path=counterfact-edit", "dataset.limit=50", *overrides, tmp=tmp_path)
+        return [r.case_id for r in _records(s)]
+
+    first = case_ids("dataset.shuffle=true", "run.seed=3")
+    assert first == case_ids("dataset.shuffle=true", "run.seed=3")
+    assert first != case_ids("dataset.shuffle=true", "run.seed=4") and len(set(first)) == 50
+    in_order = case_ids("dataset.shuffle=false", "run.seed=3")
+    assert in_order == [r.case_id for r in load_records("counterfact", "counterfact-edit", limit=50)]
+    assert in_order != first
 
 
 # --- bundled samples ---------------------------------------------------------------------------------

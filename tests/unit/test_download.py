@@ -131,7 +131,9 @@ def test_unknown_hash_reports_digest(server, tmp_path, caplog):
 
 
 def test_unknown_name():
-    with pytest.raises(ValueError, match="known: attribute_snippets, counterfact, idf, multi_counterfact"):
+    with pytest.raises(
+        ValueError, match="known: attribute_snippets, counterfact, counterfact-edit, idf, multi_counterfact"
+    ):
         download("mquake", "unused")
 
 

@@ -193,7 +193,7 @@ def _zsre_records() -> list[EditRecord]:
 CF_KEYS = {
     f"{g}_{m}"
     for g in ("rewrite", "paraphrase", "neighborhood")
-    for m in ("success", "magnitude", "top1", "token_acc")
+    for m in ("success", "magnitude", "top1", "token_acc", "success_prompts", "top1_prompts")
 } | {"case_id"}
 
 
@@ -336,8 +336,12 @@ def test_evaluate_counterfact_keys_ranges_and_cross_record_batching():
         for k, v in row.items():
             if k == "case_id":
                 continue
+            if k.endswith("_prompts"):  # per-prompt 0/1 outcomes, whose mean is the record's value
+                assert set(v) <= {0, 1} and row[k.removesuffix("_prompts")] == pytest.approx(sum(v) / len(v))
+                continue
             lo = -1.0 if k.endswith("magnitude") else 0.0
             assert lo <= v <= 1.0, (k, v)
+        assert len(row["rewrite_success_prompts"]) == len(row["rewrite_top1_prompts"]) == 1
     # one record at a time must agree with all records batched together
     single = [evaluate_counterfact(model, tok, [r], batch_size=64)[0] for r in records]
     for a, b in zip(rows, single):
@@ -387,7 +391,7 @@ def test_evaluate_zsre_matches_per_prefix_argmax():
     records = _zsre_records()
     rows = evaluate_zsre(model, tok, records, batch_size=4)
     groups = ("rewrite", "paraphrase", "neighborhood")
-    keys = {"case_id", *(f"{g}_acc" for g in groups), *(f"{g}_exact" for g in groups)}
+    keys = {"case_id", *(f"{g}_{m}" for g in groups for m in ("acc", "exact", "exact_prompts"))}
     assert [set(r) for r in rows] == [keys] * 3
     assert math.isnan(rows[2]["paraphrase_acc"]) and math.isnan(rows[2]["neighborhood_acc"])
 
@@ -416,7 +420,10 @@ def test_evaluate_zsre_matches_per_prefix_argmax():
         assert row["neighborhood_acc"] == pytest.approx(
             per_prefix_acc(rec.neighborhood_prompts, rec.neighborhood_targets)
         )
-        assert all(0.0 <= v <= 1.0 for k, v in row.items() if k != "case_id")
+        assert all(0.0 <= v <= 1.0 for k, v in row.items() if k != "case_id" and not k.endswith("_prompts"))
+        assert row["rewrite_exact_prompts"] == [int(row["rewrite_exact"])]
+        assert len(row["paraphrase_exact_prompts"]) == len(rec.paraphrase_prompts)
+    assert rows[2]["paraphrase_exact_prompts"] == []  # no paraphrases: NaN mean, empty list
 
 
 def test_evaluate_zsre_oracle_is_perfect(gpt2_tok):

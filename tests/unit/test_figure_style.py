@@ -77,7 +77,7 @@ def test_units_per_metric() -> None:
     assert "%" not in axis_label("consistency") and "cosine" in axis_label("consistency_proxy")
     for m in ("efficacy", "generalization_top1", "specificity", "score", "general/nli", "he_change_pct/7"):
         assert axis_label(m).endswith("(%)"), m
-    assert metric_info("general/nli") == ("accuracy", "%") and metric_info("something_new") == (
+    assert metric_info("general/nli") == ("NLI acc.", "%") and metric_info("something_new") == (
         "something_new",
         "",
     )
@@ -90,7 +90,7 @@ def test_tiny_he_changes_get_a_scaled_unit() -> None:
     assert scale_exponent([0.0123, -0.004, float("nan")]) == -3
     assert scale_exponent([0.06]) == -3 and scale_exponent([0.0009]) == -6
     assert scale_exponent([12.0, 0.01]) == 0 and scale_exponent([0.0]) == 0 and scale_exponent([]) == 0
-    assert axis_label("he_abs_change_pct", -3) == "HE change, mean |Δ| over layers (×10⁻³ %)"
+    assert axis_label("he_abs_change_pct", -3) == "HE ∣Δ∣ (mean over layers) (×10⁻³ %)"
 
 
 def test_figures_draw_from_synthetic_runs_with_two_editors(tmp_path: Path) -> None:

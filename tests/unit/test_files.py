@@ -198,3 +198,29 @@ def test_names_from_ids_cannot_escape_their_folder(name, tmp_path):
     slug = safe_name(name)
     assert slug and "/" not in slug and slug not in (".", "..") and not slug.startswith(".")
     assert (tmp_path / slug).resolve().parent == tmp_path.resolve()
+
+
+@pytest.mark.parametrize("umask,mode", [(0o027, 0o640), (0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_written_files_honour_the_umask(tmp_path, umask, mode):
+    """Outputs get the mode a plain open(path, "w") gives: 0o666 less the umask (a group-shared
+    directory stays shared, a private one private), text and tensor files alike."""
+    import os
+    import stat
+
+    from sphere.io import atomic_write_text
+
+    old = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        save_tensors(tmp_path / "t.safetensors", {"w": torch.zeros(2)})
+        with open(tmp_path / "plain.txt", "w") as f:
+            f.write("x")
+    finally:
+        os.umask(old)
+    for name in ("a.txt", "t.safetensors", "plain.txt"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a.txt",
+        "plain.txt",
+        "t.safetensors",
+    ]  # no temp left

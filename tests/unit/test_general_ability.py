@@ -30,11 +30,15 @@ from sphere.evaluation.general_scoring import (
     INVALID,
     answer_after,
     contains_gold,
+    final_number,
+    final_number_matches,
     gsm8k_parts,
     label_metrics,
     normalize_answer,
     parse_label,
+    pick_label,
     soft_exact_match,
+    strict_metrics,
 )
 from sphere.evaluation.generate import generate_texts
 from sphere.evaluation.registry import EvalView, get_evaluator
@@ -68,6 +72,91 @@ def test_gsm8k_gold_is_a_substring_with_its_quirks():
     assert not contains_gold(" 17", "18")
     with pytest.raises(ValueError, match="exactly one"):
         gsm8k_parts("no final answer")
+
+
+def test_strict_gsm8k_rule_is_the_final_number():
+    assert contains_gold("118", "18") and not final_number_matches("118", "18")  # the quirk, gone
+    assert final_number("The answer is 18.") == 18 and final_number_matches("The answer is 18.", "18")
+    assert final_number_matches("1600", "1,600") and final_number_matches("$1,600.", "1600")
+    assert final_number_matches("18.0", "18") and not final_number_matches("18.5", "18")
+    assert final_number("18, then 5") == 5 and not final_number_matches("18, then 5", "18")  # the last one
+    assert final_number("18,") == 18  # a trailing comma is punctuation, not a thousands separator
+    assert final_number("-3 degrees") == -3 and final_number_matches("it is -3", "-3")
+    assert final_number("no digits") is None and not final_number_matches("no digits", "18")
+    task = TASKS["reasoning"]
+    prompt = "Q: q A:Let's think step by step. r\n Therefore, the answer (arabic numerals) is:"
+    assert task.strict_correct is not None
+    assert task.strict_correct(task.predict(prompt, " 118\n\nQ"), "18") is False
+    assert task.strict_correct(task.predict(prompt, " 18\n\nQ"), "18") is True
+
+
+def test_strict_label_is_the_likeliest_label():
+    choices = (("True", 1), ("true", 1), ("False", 0), ("false", 0))
+    log = math.log
+    # "False" is the single likeliest text, but "True" + "true" together hold more probability
+    assert pick_label([log(0.3), log(0.3), log(0.4), -math.inf], choices) == 1
+    assert pick_label([log(0.1), log(0.1), log(0.4), log(0.1)], choices) == 0
+    assert pick_label([log(0.2)] * 4, choices) == 1  # an exact tie: the label listed first
+    assert pick_label([-math.inf] * 4, choices) == 1
+    letters = TASKS["mmlu"].choices
+    assert pick_label([-3.0, -1.0, -2.0, -4.0], letters) == 1
+    with pytest.raises(ValueError, match="3 scores for 4 choices"):
+        pick_label([0.0, 0.0, 0.0], letters)
+    renamed = strict_metrics(label_metrics([1, 0], [1, 1], exclude_invalid=False))
+    assert set(renamed) == {"strict", "strict_se", "strict_f1", "strict_mcc"} and renamed["strict"] == 50.0
+    label_tasks = {n for n in TASKS if n not in ("reasoning", "open_qa")}
+    assert {n for n, t in TASKS.items() if t.choices} == label_tasks
+    for name in label_tasks:  # every label of a task can be chosen
+        task = TASKS[name]
+        golds = {item.gold for item in load_rows(task, BUNDLED_DIR / task.bundled)}
+        assert golds <= {label for _, label in task.choices}, name
+
+
+def test_likeliest_labels_score_each_choice_after_the_stripped_prompt(monkeypatch, tiny_llama):
+    """Stubbed scores: the pairs scored and the labels read; then, on a tiny model, the same
+    choice as a naive forward pass per (prompt, choice) gives."""
+    import torch
+
+    from sphere.evaluation.scoring import ContinuationScore
+
+    model, tok = tiny_llama
+    task = TASKS["closed_qa"]
+    prompts = ["p one. answer: ", "p two. answer: "]
+    seen = []
+
+    def scripted(model_, tok_, pairs, batch_size):
+        seen.extend(pairs)
+        # per token NLL x tokens: "Yes" 1 token nll 2, "yes" 2 tokens nll 0.5 (total 1) -> yes wins item 0
+        table = {"Yes": (2.0, 1), "yes": (0.5, 2), "No": (3.0, 1), "no": (3.0, 1)}
+        out = []
+        for prompt, text in pairs:
+            nll, n = (
+                table[text]
+                if prompt.startswith("p one")
+                else (9.0, 1)
+                if text in ("Yes", "yes")
+                else (1.0, 1)
+            )
+            out.append(ContinuationScore(nll=nll, token_correct=[False] * n, all_correct=False))
+        return out
+
+    monkeypatch.setattr(general_mod, "score_continuations", scripted)
+    view = _view(model, tok, 0)
+    assert general_mod.likeliest_labels(view, task, prompts, 8) == [1, 0]
+    assert seen == [(p.rstrip(), text) for p in prompts for text in ("Yes", "yes", "No", "no")]
+    monkeypatch.undo()
+
+    items = load_items(task, "bundled", 3)[0]
+    got = general_mod.likeliest_labels(view, task, [item.prompt for item in items], 2)
+    for item, label in zip(items, got):
+        totals = []
+        for text, _ in task.choices:
+            prefix = tok(item.prompt.rstrip())["input_ids"]
+            target = tok(" " + text, add_special_tokens=False)["input_ids"]
+            with torch.no_grad():
+                logits = model(torch.tensor([prefix + target])).logits[0].log_softmax(-1)
+            totals.append(sum(float(logits[len(prefix) - 1 + j, t]) for j, t in enumerate(target)))
+        assert label == pick_label(totals, task.choices)
 
 
 def test_open_qa_normalisation_and_span_matching():
@@ -355,8 +444,13 @@ def test_evaluator_keys_and_ranges_on_a_tiny_model(tiny_llama):
     assert ev.moments == {"pre", "batch", "final"}
     out = ev("pre", _view(model, tok, 0))
     label_tasks = [n for n in TASKS if n not in ("reasoning", "open_qa")]
-    expected = {f"general/{n}{s}" for n in TASKS for s in ("", "_se")} | {"general/mean"}
+    expected = {f"general/{n}{s}" for n in TASKS for s in ("", "_se")} | {
+        "general/mean",
+        "general/mean_strict",
+    }
     expected |= {f"general/{n}_{m}" for n in label_tasks for m in ("f1", "mcc", "invalid")}
+    expected |= {f"general/{n}_strict{s}" for n in [*label_tasks, "reasoning"] for s in ("", "_se")}
+    expected |= {f"general/{n}_strict_{m}" for n in label_tasks for m in ("f1", "mcc")}
     assert set(out) == expected
     for key, value in out.items():
         if key.endswith("_mcc"):
@@ -364,6 +458,10 @@ def test_evaluator_keys_and_ranges_on_a_tiny_model(tiny_llama):
         elif not math.isnan(value):
             assert 0.0 <= value <= 100.0, key
     assert out["general/mean"] == pytest.approx(sum(out[f"general/{n}"] for n in TASKS) / len(TASKS))
+    strict_tasks = [n for n in TASKS if n != "open_qa"]  # open QA has no strict variant
+    assert out["general/mean_strict"] == pytest.approx(
+        sum(out[f"general/{n}_strict"] for n in strict_tasks) / len(strict_tasks)
+    )
     assert (
         "not comparable" in ev.notes["general/closed_qa"] and "complete AlphaEdit" in ev.notes["general/mmlu"]
     )
@@ -392,6 +490,15 @@ def test_evaluator_scores_what_the_model_generates(monkeypatch, tiny_llama):
     assert out["general/closed_qa_f1"] == pytest.approx(100 * 2 / 9)
     assert out["general/closed_qa_invalid"] == pytest.approx(100 / 3)
     assert out["general/mean"] == out["general/closed_qa"]
+    # strict: the likeliest label, not the generation; never invalid
+    chosen = general_mod.likeliest_labels(
+        _view(model, tok, 0), TASKS["closed_qa"], [i.prompt for i in ev.items["closed_qa"]], 4
+    )
+    assert out["general/closed_qa_strict"] == pytest.approx(
+        100 * sum(c == g for c, g in zip(chosen, golds)) / 3
+    )
+    assert out["general/mean_strict"] == out["general/closed_qa_strict"]
+    assert "general/closed_qa_strict_invalid" not in out
 
 
 def test_batched_generation_matches_one_prompt_at_a_time(tiny_llama):

@@ -13,8 +13,9 @@ import pytest
 from scipy import stats as sps
 from test_report import write_run  # the run-directory writer of the report tests
 
+from sphere.evaluation.he import he_summaries
 from sphere.report.build import build_report
-from sphere.report.collect import collect, he_summaries
+from sphere.report.collect import collect
 from sphere.report.correlation import correlate
 from sphere.report.mcnemar import McNemar, mcnemar_pair
 from sphere.report.paired import compare, exact_floor, exact_sign_flip_p, find_pairs, holm, paired_test

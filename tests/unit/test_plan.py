@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from conftest import settings
 
+from editors.core.footprint import SOLVE, Footprint, PlanItem, ShapeInfo
+from editors.core.spread import SPREAD_PLACEMENT
+from editors.registry import available_editors, get_editor, register_editor, unregister_editor
 from sphere.errors import ConfigError
 from sphere.models.architecture import ARCH_DIR, load_architecture, meta_model
 from sphere.run.plan import (
@@ -287,3 +292,127 @@ def test_cli_plan_prints_the_table_and_exits_0(tmp_path):
     for line in ("peak device memory" if "cuda" in out else "peak memory", "disk (peak in use)", "fits:"):
         assert line in out
     assert not (tmp_path / "run" / "checkpoint").exists() and not (tmp_path / "run" / "summary.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Plug-ins own their facts: a new editor's memory reaches the plan from its registry entry alone.
+
+
+@dataclass
+class KeyBankHParams:
+    """Knobs of a test plug-in that keeps a bank of ``slots`` keys per edited layer."""
+
+    layers: list[int] = field(default_factory=lambda: [4, 5])
+    slots: int = 1000
+
+
+class KeyBank:
+    """A test editor (never run here): its memory is declared by ``footprint``."""
+
+    def __init__(self, hp: KeyBankHParams, ctx) -> None:
+        self.hp, self.layers, self.transforms = hp, list(hp.layers), list(ctx.transforms)
+
+    @staticmethod
+    def footprint(shape: ShapeInfo, hp: KeyBankHParams) -> Footprint:
+        n = len(hp.layers)
+        bank = PlanItem(
+            "KeyBank: key bank",
+            "host",
+            n * hp.slots * shape.d_ff * 4,
+            f"{n} × {hp.slots} × {shape.d_ff} × 4 B",
+            setting="lower editor.slots",
+            checkpointed=True,
+        )
+        work = PlanItem(
+            "KeyBank: scores", "device", hp.slots * shape.d_ff * 4, "slots × d_ff × 4 B", (SOLVE,)
+        )
+        return Footprint([bank, work], stats_layers=n)
+
+
+@pytest.fixture
+def key_bank():
+    register_editor(
+        "_test_key_bank",
+        hparams=KeyBankHParams,
+        placement=SPREAD_PLACEMENT,
+        display_name="KeyBank",
+        footprint=KeyBank.footprint,
+    )(KeyBank)
+    register_editor("_test_silent", hparams=KeyBankHParams, placement=SPREAD_PLACEMENT)(KeyBank)
+    try:
+        yield
+    finally:
+        unregister_editor("_test_key_bank")
+        unregister_editor("_test_silent")
+
+
+def settings_with_editor(tmp_path: Path, name: str, *overrides: str, **knobs):
+    """``sphere-edit <overrides>`` with the editor node replaced by a registered plug-in's (no yaml)."""
+    from omegaconf import OmegaConf, open_dict
+
+    from sphere.run.config import validate
+    from sphere.run.schema import compose_config
+
+    cfg = compose_config(["logger=none", f"run.cache_dir={tmp_path / 'cache'}", *overrides])
+    with open_dict(cfg):
+        cfg.editor = OmegaConf.create({"name": name, **knobs})
+    return validate(cfg)
+
+
+def test_a_new_editors_footprint_reaches_the_plan(tmp_path, key_bank):
+    s = settings_with_editor(tmp_path, "_test_key_bank", "model=llama3-8b", "sphere=off", slots=2000)
+    assert get_editor("_test_key_bank").display_name == "KeyBank"
+    plan = make_plan(s, budget=None)
+    bank = item(plan, "KeyBank: key bank")
+    assert (bank.where, bank.nbytes) == ("host", 2 * 2000 * 14336 * 4)
+    assert item(plan, "KeyBank: scores").phases == ("layer solve",)
+    assert "KeyBank: key bank" in plan.table() and "KeyBank: scores" in plan.table()
+    # The run's items follow the declaration: C of its 2 layers, the bank in every checkpoint.
+    assert item(plan, "key statistics C").nbytes == 2 * 14336**2 * 4
+    assert item(plan, "checkpoint").nbytes == 2 * 4096 * 14336 * 4 + bank.nbytes
+    assert not any(i.label.startswith("z-optimisation") for i in plan.items)  # it declares no z
+    # SPHERE's items are SPHERE's, whatever the editor.
+    on = make_plan(
+        settings_with_editor(tmp_path, "_test_key_bank", "model=llama3-8b", "sphere=on"), budget=None
+    )
+    assert item(on, "SPHERE gram eigh").nbytes == 4 * 4096**2 * 4
+    assert "declares no memory footprint" not in on.table()
+
+
+def test_an_editor_without_footprint_is_said_to_be_uncounted(tmp_path, key_bank):
+    plan = make_plan(
+        settings_with_editor(tmp_path, "_test_silent", "model=llama3-8b", "sphere=off"), budget=None
+    )
+    assert get_editor("_test_silent").display_name == "_test_silent"
+    assert not any(i.label.startswith(("KeyBank", "key statistics", "z-optimisation")) for i in plan.items)
+    assert "editor _test_silent declares no memory footprint" in plan.table()
+
+
+def test_plan_names_no_editor():
+    """The plan reads footprints from the registry: no editor's name, no guess from knob names."""
+    names = {n for e in available_editors() for n in (e, get_editor(e).display_name)}
+    for path in sorted((ROOT / "sphere" / "run").glob("plan*.py")):
+        text = path.read_text()
+        for name in names:
+            assert not re.search(rf"\b{re.escape(name)}\b", text, re.IGNORECASE), (path.name, name)
+        assert "hasattr(" not in text and "editor_name ==" not in text, path.name
+    assert len((ROOT / "sphere" / "run" / "plan.py").read_text().splitlines()) < 400
+
+
+def test_plan_of_the_documented_example_is_unchanged(tmp_path):
+    """docs/plan.md's LLaMA3-8B AlphaEdit + SPHERE table, row for row (the machine's lines aside)."""
+    a100 = Budget("cuda:0 (NVIDIA A100-SXM4-80GB)", 84_929_216_512, 85_046_263_808, "torch.cuda.mem_get_info")
+    overrides = [
+        "+experiment=table1_llama3",
+        "editor=alphaedit",
+        "sphere=on",
+        "model.dtype=bfloat16",
+        "model.device=cuda",
+    ]
+    table = plan_of(tmp_path, *overrides, budget=a100).table().splitlines()
+    doc = (ROOT / "docs" / "plan.md").read_text().split("```\nsphere-edit plan", 1)[1].split("```", 1)[0]
+    documented = ("sphere-edit plan" + doc).splitlines()
+    start = next(i for i, line in enumerate(documented) if line.lstrip().startswith("item "))
+    end = next(i for i, line in enumerate(documented) if "disk (peak in use)" in line)
+    assert table[start : end + 1] == documented[start : end + 1]
+    assert table[end + 2 : end + 4] == documented[end + 2 : end + 4]  # visible, fits

@@ -6,7 +6,7 @@ import sys
 import types
 
 from sphere.run.config import LoggerConfig
-from sphere.run.tracking import Tracker
+from sphere.run.tracking import WANDB_ID_FILE, Tracker, wandb_run_id
 
 
 class _Recorder:
@@ -78,3 +78,44 @@ def test_dashboard_metadata_tables_and_he_curves(tmp_path, monkeypatch):
     assert tables["final/he"].data == [["4", 1.0, 1.5, 50.0], ["5", 2.0, 2.5, 25.0]]
     kind, series = tables["he_per_layer"]
     assert kind == "line_series" and series["xs"] == [0, 5] and series["ys"] == [[1.0, 1.5], [2.0, 2.5]]
+
+
+def _tracker(out, rec, monkeypatch, resume_from_edits=None) -> str:
+    """The W&B id the tracker opens its run with (a recording stand-in for wandb, offline mode)."""
+    monkeypatch.setitem(sys.modules, "wandb", rec.module())
+    Tracker(
+        out,
+        LoggerConfig(wandb=True, mode="offline"),
+        run_name="r",
+        group="g",
+        tags=[],
+        config={},
+        resume_from_edits=resume_from_edits,
+    )
+    return rec.init_kwargs["id"]
+
+
+def test_wandb_continues_a_run_only_when_the_run_continues(tmp_path, monkeypatch):
+    """A new run in a reused directory gets a new W&B id (an id from the directory's path made it
+    append to the old run's history); a resumed run keeps the id its directory stores."""
+    rec = _Recorder()
+    first = _tracker(tmp_path, rec, monkeypatch)
+    assert (tmp_path / WANDB_ID_FILE).read_text().strip() == first
+    assert _tracker(tmp_path, rec, monkeypatch, resume_from_edits=4) == first
+    second = _tracker(tmp_path, rec, monkeypatch)  # started over in the same directory
+    assert second != first and (tmp_path / WANDB_ID_FILE).read_text().strip() == second
+    assert _tracker(tmp_path, rec, monkeypatch, resume_from_edits=4) == second
+
+
+def test_a_new_run_without_wandb_forgets_the_old_id(tmp_path, monkeypatch):
+    rec = _Recorder()
+    _tracker(tmp_path, rec, monkeypatch)
+    Tracker(tmp_path, LoggerConfig(wandb=False), run_name="r", group="g", tags=[], config={})
+    assert not (tmp_path / WANDB_ID_FILE).exists()  # its resume must not continue the old W&B run
+
+
+def test_a_run_directory_from_before_the_id_file_resumes_under_its_old_id(tmp_path):
+    import hashlib
+
+    legacy = hashlib.sha1(str(tmp_path.resolve()).encode()).hexdigest()[:12]
+    assert wandb_run_id(tmp_path, resume=True) == legacy
