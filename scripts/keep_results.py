@@ -4,7 +4,7 @@ docs/tuning.md and docs/results.md regenerate from committed files alone:
 
     python scripts/keep_results.py outputs/sweeps/targets_smollm2/rome docs/results/targets_smollm2_rome
 
-Per finished job: summary.json, metrics.jsonl, config.yaml and the re-evaluations of ``sphere-eval``
+Per finished job: summary.json, summary.txt, metrics.jsonl, config.yaml, outcomes.jsonl and the re-evaluations of ``sphere-eval``
 (reeval/*.json); never checkpoints or kept weights.
 The sweep's index.json comes along with each run directory written relative to it, so
 ``scripts/tuning_table.py`` and ``sphere-report`` read the copy as they read the sweep. Unfinished
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from sphere.io import atomic_write_json, atomic_write_text
 
-SMALL_FILES = ("summary.json", "metrics.jsonl", "config.yaml")
+SMALL_FILES = ("summary.json", "summary.txt", "metrics.jsonl", "config.yaml", "outcomes.jsonl")
 
 
 def keep(sweep: Path, dest: Path) -> list[str]:
