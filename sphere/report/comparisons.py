@@ -218,36 +218,50 @@ def _paired_md(inf: Inference, comps: Sequence[Comparison], title: str) -> list[
     return out
 
 
+def _md_table(header: list[str], align: str, rows: list[list[str]], empty: str) -> list[str]:
+    """A Markdown pipe table (``align``: one of l or r per column), or the sentence ``empty``."""
+    if not rows:
+        return [empty, ""]
+    rule = "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"
+    return ["| " + " | ".join(header) + " |", rule, *("| " + " | ".join(r) + " |" for r in rows), ""]
+
+
 def _mcnemar_md(frame: pd.DataFrame, inf: Inference) -> list[str]:
-    if frame.empty:
-        return [
-            "No pair of runs has per-record outcomes (`outcomes.jsonl`) on both sides: McNemar's test needs them.",
-            "",
-        ]
-    out = ["| Block | Comparison | Seed | Metric | Units | lost with SPHERE | gained with SPHERE | exact p |",
-           "|---|---|---|---|---:|---:|---:|---:|"]  # fmt: skip
-    for r in frame.itertuples():
-        out.append(
-            f"| {r.block} | {r.comparison} | {r.seed} | {inf.header(r.metric)} | {r.units} {r.unit} "
-            f"| {r.lost} | {r.gained} | {_p(r.p)} |"
-        )
-    return [*out, ""]
+    rows = [
+        [r.block, r.comparison, str(r.seed), inf.header(r.metric), f"{r.units} {r.unit}", str(r.lost),
+         str(r.gained), _p(r.p)]
+        for r in frame.itertuples()
+    ]  # fmt: skip
+    return _md_table(
+        [
+            "Block",
+            "Comparison",
+            "Seed",
+            "Metric",
+            "Units",
+            "lost with SPHERE",
+            "gained with SPHERE",
+            "exact p",
+        ],
+        "llllrrrr",
+        rows,
+        "No pair of runs has per-record outcomes (`outcomes.jsonl`) on both sides: McNemar's test needs them.",
+    )
 
 
 def _corr_md(frame: pd.DataFrame, inf: Inference) -> list[str]:
-    if frame.empty:
-        return [
-            "Too few runs with HE and edit quality at the same evaluation points (at least 3 are needed).",
-            "",
-        ]
-    out = ["| Block | Centring | Metric | runs | points | r pooled (descriptive) | r within points | p, runs permuted | r one value per run | p (df) |",
-           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
-    for r in frame.itertuples():
-        out.append(
-            f"| {r.block} | {r.centring} | {inf.header(r.metric)} | {r.n_runs} | {r.n_points} | {_f(r.r_pooled, 2)} "
-            f"| {_f(r.r_within, 2)} | {_p(r.p_runs_permuted)} | {_f(r.r_per_run, 2)} | {_p(r.p_per_run)} ({r.df_per_run}) |"
-        )
-    return [*out, ""]
+    rows = [
+        [r.block, r.centring, inf.header(r.metric), str(r.n_runs), str(r.n_points), _f(r.r_pooled, 2),
+         _f(r.r_within, 2), _p(r.p_runs_permuted), _f(r.r_per_run, 2), f"{_p(r.p_per_run)} ({r.df_per_run})"]
+        for r in frame.itertuples()
+    ]  # fmt: skip
+    return _md_table(
+        ["Block", "Centring", "Metric", "runs", "points", "r pooled (descriptive)", "r within points",
+         "p, runs permuted", "r one value per run", "p (df)"],
+        "lllrrrrrrr",
+        rows,
+        "Too few runs with HE and edit quality at the same evaluation points (at least 3 are needed).",
+    )  # fmt: skip
 
 
 LEGEND = [
