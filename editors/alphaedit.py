@@ -26,6 +26,7 @@ from editors.core.context import EditContext
 from editors.core.footprint import SETUP, SOLVE, Footprint, PlanItem, ShapeInfo
 from editors.core.hparams import knob
 from editors.core.past_keys import PastKeys
+from editors.core.progress import progress
 from editors.core.protocol import Placement
 from editors.core.solvers import NULLSPACE_RULES, alphaedit_delta, nullspace_projector
 from editors.core.spread import SPREAD_POINTS, SpreadEditor, spread_footprint
@@ -86,7 +87,8 @@ class NullSpaceSolve:
         if not missing:
             return
         cov = ctx.stats(layers)
-        for layer in missing:
+        # one step per layer: an eigh of a d_ff² matrix (or a cached projector read back)
+        for layer in progress(missing, "AlphaEdit null-space projectors", "layer"):
             c = cov[layer]
             rule = "" if self.rule == "absolute" else f".{self.rule}"  # absolute keeps its old cache name
             key = f"alphaedit_P.{ctx.spec.weight_module_name(layer)}.thr{self.threshold:g}{rule}"

@@ -15,11 +15,11 @@ from typing import Any, cast
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from editors.core.faults import kill_point
 from editors.core.model_spec import ModelSpec, input_device, offloaded_value
 from editors.core.nethook import capture, run_until_stop
+from editors.core.progress import progress
 from editors.core.weights import weight_device, weight_param
 
 log = logging.getLogger(__name__)
@@ -85,8 +85,8 @@ def collect_second_moments(
     scratch: dict[tuple[torch.device, int], torch.Tensor] = {}
     count, seen = 0, 0
     batch: list[str] = []
-    bar = tqdm(
-        total=len(range(rank, opts.n_samples, world)),
+    bar = progress(
+        len(range(rank, opts.n_samples, world)),
         desc="key statistics" if world == 1 else f"key statistics (rank {rank}/{world})",
         unit="text",
         leave=False,

@@ -42,6 +42,7 @@ from editors.core.model_spec import (
     output_device,
 )
 from editors.core.nethook import capture, edit_output, start_at_block
+from editors.core.progress import progress
 from editors.core.requests import EditRequest
 from editors.core.templates import STARTERS
 from editors.core.tokens import Tokenizer, encode, lookup_index, target_ids
@@ -307,32 +308,43 @@ def compute_target_values(
     # of a 100-request LLaMA3-8B batch in float32 is > 100 GB; chunks bound it).
     per_chunk = max(1, opts.max_rows // rows.per) if opts.chunked else n
     opt = torch.optim.Adam([delta], lr=opts.v_lr)
-    for it in range(opts.v_num_grad_steps):
-        last = it == opts.v_num_grad_steps - 1
-        opt.zero_grad()
-        live = torch.nonzero(active).flatten()
-        for c0 in range(0, len(live), per_chunk):
-            mine = torch.zeros(n, dtype=torch.bool, device=device)
-            mine[live[c0 : c0 + per_chunk]] = True
-            sel = all_rows[mine[rows.request]]
-            nll, kl_logp, kl_req = losses(sel)
-            kl_each = F.kl_div(kl_init_all[kl_req], kl_logp, log_target=True, reduction="none").sum(-1)
-            kl = torch.zeros(n, device=device).index_add(0, kl_req, opts.kl_factor * kl_each)
-            wd = opts.v_weight_decay * delta.norm(dim=1) / h0_norm**2
-            loss = nll + kl + wd
-            # Early stop per request (before stepping), as the reference's per-request loop does.
-            log.debug("z step %d: nll %s kl %s wd %s", it, nll.tolist(), kl.tolist(), wd.tolist())
-            active = active & ~(mine & (loss.detach() < EARLY_STOP_LOSS))
-            if not last and bool((mine & active).any()):
-                loss[mine & active].sum().backward()
-        if last or not bool(active.any()):
-            break
-        frozen = delta.detach()[~active].clone()
-        opt.step()
-        with torch.no_grad():
-            delta[~active] = frozen
-            max_norm = opts.clamp_norm_factor * h0_norm
-            norms = delta.norm(dim=1)
-            scale = torch.where(norms > max_norm, max_norm / norms.clamp_min(1e-12), torch.ones_like(norms))
-            delta.mul_(torch.where(active, scale, torch.ones_like(scale))[:, None])
+    # one update per step (all requests' forward/backward), shown once a batch's optimisation lasts 10 s
+    bar = progress(opts.v_num_grad_steps, f"z optimisation ({n} requests)", "step", leave=False, min_s=10.0)
+    with bar:
+        for it in range(opts.v_num_grad_steps):
+            last = it == opts.v_num_grad_steps - 1
+            opt.zero_grad()
+            live = torch.nonzero(active).flatten()
+            step_loss = torch.zeros(n, device=device)
+            for c0 in range(0, len(live), per_chunk):
+                mine = torch.zeros(n, dtype=torch.bool, device=device)
+                mine[live[c0 : c0 + per_chunk]] = True
+                sel = all_rows[mine[rows.request]]
+                nll, kl_logp, kl_req = losses(sel)
+                kl_each = F.kl_div(kl_init_all[kl_req], kl_logp, log_target=True, reduction="none").sum(-1)
+                kl = torch.zeros(n, device=device).index_add(0, kl_req, opts.kl_factor * kl_each)
+                wd = opts.v_weight_decay * delta.norm(dim=1) / h0_norm**2
+                loss = nll + kl + wd
+                # Early stop per request (before stepping), as the reference's per-request loop does.
+                log.debug("z step %d: nll %s kl %s wd %s", it, nll.tolist(), kl.tolist(), wd.tolist())
+                step_loss = torch.where(mine, loss.detach(), step_loss)
+                active = active & ~(mine & (loss.detach() < EARLY_STOP_LOSS))
+                if not last and bool((mine & active).any()):
+                    loss[mine & active].sum().backward()
+            if bar.mode != "off":  # one sync per step, next to the ``active.any()`` one below
+                done = int((~active).sum())
+                bar.set_postfix(done=f"{done}/{n}", loss=float(step_loss[live].mean()) if len(live) else 0.0)
+            bar.update(1)
+            if last or not bool(active.any()):
+                break
+            frozen = delta.detach()[~active].clone()
+            opt.step()
+            with torch.no_grad():
+                delta[~active] = frozen
+                max_norm = opts.clamp_norm_factor * h0_norm
+                norms = delta.norm(dim=1)
+                scale = torch.where(
+                    norms > max_norm, max_norm / norms.clamp_min(1e-12), torch.ones_like(norms)
+                )
+                delta.mul_(torch.where(active, scale, torch.ones_like(scale))[:, None])
     return (h0 + delta.detach()), h0

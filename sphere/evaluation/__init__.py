@@ -36,12 +36,14 @@ _COLUMNS = (("efficacy", "rewrite"), ("generalization", "paraphrase"), ("specifi
 
 
 def evaluate_records(
-    model, tok: Tokenizer, records: Sequence[EditRecord], batch_size: int = 32
+    model, tok: Tokenizer, records: Sequence[EditRecord], batch_size: int = 32, *, desc: str | None = None
 ) -> list[dict]:
     """Per-record metrics for a batch of records of one kind ("counterfact" or "zsre").
 
     Mixed kinds are refused rather than split, because their rows have different keys and
-    :func:`aggregate` could not summarise them into one set of paper columns.
+    :func:`aggregate` could not summarise them into one set of paper columns. ``desc``: progress
+    shown while scoring, once per mini-batch of prompts (e.g. ``"evaluating 300 records (final)"``);
+    ``None`` shows none.
     """
     if not records:
         return []
@@ -50,9 +52,9 @@ def evaluate_records(
         raise ValueError(f"records mix kinds {sorted(kinds)}; evaluate each kind separately")
     kind = kinds.pop()
     if kind == "counterfact":
-        return evaluate_counterfact(model, tok, records, batch_size=batch_size)
+        return evaluate_counterfact(model, tok, records, batch_size=batch_size, desc=desc)
     if kind == "zsre":
-        return evaluate_zsre(model, tok, records, batch_size=batch_size)
+        return evaluate_zsre(model, tok, records, batch_size=batch_size, desc=desc)
     raise ValueError(f"unknown record kind {kind!r}; expected 'counterfact' or 'zsre'")
 
 

@@ -64,7 +64,7 @@ def _group_metrics(
 
 
 def evaluate_counterfact(
-    model, tok: Tokenizer, records: Sequence[EditRecord], batch_size: int = 32
+    model, tok: Tokenizer, records: Sequence[EditRecord], batch_size: int = 32, *, desc: str | None = None
 ) -> list[dict]:
     """Per-record CounterFact metrics, each a mean over that record's prompts of the given group.
 
@@ -99,7 +99,7 @@ def evaluate_counterfact(
                 flat.extend([(prefix, new), (prefix, true)])
         layout.append(entry)
 
-    scores = score_continuations(model, tok, flat, batch_size=batch_size)
+    scores = score_continuations(model, tok, flat, batch_size=batch_size, desc=desc)
 
     rows: list[dict] = []
     for record, entry in zip(records, layout):

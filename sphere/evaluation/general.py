@@ -130,13 +130,16 @@ class GeneralAbility:
             max_new_tokens=task.max_new_tokens,
             batch_size=self.cfg.batch_size,
             top_k=0,
+            desc=f"general ability: {name} ({len(prompts)} prompts, generation)",
         )
         preds = [task.predict(p, c) for p, c in zip(prompts, continuations)]
         out = task.score(preds, golds)
         if task.strict_correct is not None:
             out |= strict_metrics(accuracy_metrics([task.strict_correct(p, g) for p, g in zip(preds, golds)]))
         if task.choices:
-            chosen = likeliest_labels(view, task, prompts, self.cfg.batch_size)
+            chosen = likeliest_labels(
+                view, task, prompts, self.cfg.batch_size, desc=f"general ability: {name} (label likelihoods)"
+            )
             out |= strict_metrics(label_metrics(golds, chosen, exclude_invalid=False))
         return out
 
@@ -147,7 +150,9 @@ class GeneralAbility:
         self.last_n_edits = int(state.get("last_n_edits", 0))
 
 
-def likeliest_labels(view: EvalView, task: GeneralTask, prompts: list[str], batch_size: int) -> list[int]:
+def likeliest_labels(
+    view: EvalView, task: GeneralTask, prompts: list[str], batch_size: int, desc: str | None = None
+) -> list[int]:
     """Each prompt's label by likelihood: every ``task.choices`` text is scored as the continuation
     of the prompt (teacher forcing, ``score_continuations``), and ``pick_label`` takes the label
     with the most probability.
@@ -156,7 +161,7 @@ def likeliest_labels(view: EvalView, task: GeneralTask, prompts: list[str], batc
     as ``"answer:"`` + ``" yes"``): a tokenizer's word tokens carry their leading space, so a prompt
     ending in a bare space would make every choice an unnatural token sequence."""
     pairs = [(prompt.rstrip(), text) for prompt in prompts for text, _ in task.choices]
-    scores = score_continuations(view.model, view.tok, pairs, batch_size=batch_size)
+    scores = score_continuations(view.model, view.tok, pairs, batch_size=batch_size, desc=desc)
     k = len(task.choices)
     logprobs = [-score.nll * len(score.token_correct) for score in scores]  # total, not per token
     return [pick_label(logprobs[i * k : (i + 1) * k], task.choices) for i in range(len(prompts))]

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 
 from editors.core.model_spec import input_device
+from editors.core.progress import progress
 from editors.core.tokens import Tokenizer
 from sphere.evaluation.scoring import evaluating
 
@@ -28,6 +29,7 @@ def generate_texts(
     top_k: int = 0,
     seed: int = 0,
     max_length: int | None = None,
+    desc: str | None = None,
 ) -> list[str]:
     """The continuation of each prompt, decoded without special tokens.
 
@@ -37,6 +39,8 @@ def generate_texts(
             test uses top-k 5), seeded with ``seed``.
         max_length: if set, the budget is ``max_length`` tokens *in total* per prompt (prompt
             included, the reference's ``max_out_len``); ``max_new_tokens`` is then an upper bound.
+        desc: shown as progress (``editors.core.progress``), updated once per batch of prompts;
+            ``None`` shows none.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -47,7 +51,7 @@ def generate_texts(
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     pad = int(pad) if pad is not None else 0
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    with evaluating(model):
+    with evaluating(model), progress(len(order), desc or "", "prompt", disable=desc is None) as bar:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             rows = [encoded[i] for i in idx]
@@ -74,4 +78,5 @@ def generate_texts(
             )[:, width:]
             for i, row in zip(idx, new.cpu().tolist()):
                 out[i] = tok.decode(row, skip_special_tokens=True)
+            bar.update(len(idx))
     return out

@@ -158,6 +158,7 @@ class GenerationQuality:
             batch_size=self.cfg.batch_size,
             top_k=self.cfg.top_k,
             seed=self.cfg.seed,
+            desc=f"generation ({moment}, {len(records)} records)",
         )
         by_case: dict[int, list[str]] = defaultdict(list)
         for (case, _), text in zip(prompts, texts):

@@ -68,7 +68,9 @@ class EditQuality:
             if moment == "final":
                 self._final = self.immediate
             return aggregate(self.immediate)
-        rows = evaluate_records(view.model, view.tok, view.records, batch_size=self.batch_size)
+        # progress for the long measurements; a batch's own records are covered by the editing bar
+        desc = None if moment == "batch" else f"evaluating {len(view.records)} records ({moment})"
+        rows = evaluate_records(view.model, view.tok, view.records, batch_size=self.batch_size, desc=desc)
         for row in rows:
             row["measured_at"] = view.n_edits
         if moment == "batch":

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from editors.core.model_spec import input_device, output_device
+from editors.core.progress import progress
 from editors.core.tokens import Tokenizer
 
 
@@ -96,7 +97,12 @@ def _pad_id(tok: Tokenizer) -> int:
 
 
 def score_continuations(
-    model, tok: Tokenizer, pairs: Sequence[tuple[str, str]], batch_size: int = 32
+    model,
+    tok: Tokenizer,
+    pairs: Sequence[tuple[str, str]],
+    batch_size: int = 32,
+    *,
+    desc: str | None = None,
 ) -> list[ContinuationScore]:
     """Score every ``(prefix, target)`` pair by teacher forcing, in mini-batches of right-padded sequences.
 
@@ -108,6 +114,9 @@ def score_continuations(
     The model is put in eval mode for the call (dropout off) and its previous mode restored afterwards.
     Works for any Hugging Face causal LM: inputs go to the device of its embedding (the first device
     of a model sharded by a device map).
+
+    ``desc``: shown as progress (``editors.core.progress``), updated once per mini-batch; ``None``
+    shows none.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -120,12 +129,13 @@ def score_continuations(
     # the trailing window that holds the same positions, as an int.
     window = output_device(model) != device
     pad_id = _pad_id(tok)
-    with evaluating(model):
+    with evaluating(model), progress(len(order), desc or "", "prompt", disable=desc is None) as bar:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             batch = [encoded[i] for i in idx]
             for i, score in zip(idx, _score_batch(model, batch, pad_id, device, window)):
                 results[i] = score
+            bar.update(len(idx))
     return results  # type: ignore[return-value]  # every slot was filled above
 
 

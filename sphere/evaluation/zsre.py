@@ -16,7 +16,9 @@ from sphere.data.records import EditRecord
 from sphere.evaluation.scoring import score_continuations
 
 
-def evaluate_zsre(model, tok: Tokenizer, records: Sequence[EditRecord], batch_size: int = 32) -> list[dict]:
+def evaluate_zsre(
+    model, tok: Tokenizer, records: Sequence[EditRecord], batch_size: int = 32, *, desc: str | None = None
+) -> list[dict]:
     """Per-record ZsRE token accuracies.
 
     Keys: ``case_id``; ``rewrite_acc`` (rewrite prompt vs ``target_new`` tokens), ``paraphrase_acc``
@@ -27,6 +29,7 @@ def evaluate_zsre(model, tok: Tokenizer, records: Sequence[EditRecord], batch_si
     convention: the fraction of the group's prompts whose answer is reproduced in full (every token the
     argmax), the all-tokens criterion CounterFact's ``*_correct`` uses; ``*_exact_prompts`` the 0/1
     outcome of each of those prompts (their mean is ``*_exact``), for prompt-level paired tests.
+    ``desc``: progress shown while scoring (``score_continuations``).
     """
     flat: list[tuple[str, str]] = []
     layout: list[dict[str, list[int]]] = []
@@ -47,7 +50,7 @@ def evaluate_zsre(model, tok: Tokenizer, records: Sequence[EditRecord], batch_si
             flat.extend(items)
         layout.append(entry)
 
-    scores = score_continuations(model, tok, flat, batch_size=batch_size)
+    scores = score_continuations(model, tok, flat, batch_size=batch_size, desc=desc)
 
     rows: list[dict] = []
     for record, entry in zip(records, layout):

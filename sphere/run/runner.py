@@ -18,11 +18,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from editors import get_editor
 from editors.core.faults import kill_point
 from editors.core.model_spec import spec_for
+from editors.core.progress import progress as progress_bar
 from editors.core.weights import (
     MetricTransform,
     NonFiniteUpdateError,
@@ -159,7 +158,7 @@ class SequentialRun:
                 progress.pre = self.measure("pre", self.records, 0)
             tracker.log({"n_edits": 0, **progress.pre})
 
-        bar = tqdm(total=n_total, initial=progress.n_edits, desc=f"editing ({s.editor_name})", unit="edit")
+        bar = progress_bar(n_total, f"editing ({s.editor_name})", "edit", initial=progress.n_edits)
         for b in range(progress.batches_done, len(batches)):
             row = self._edit_batch(b, batches, progress)
             tracker.log(row)
