@@ -6,7 +6,7 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 ARGS   ?=
 # Optional features make setup installs (pyproject.toml [project.optional-dependencies]).
-EXTRAS ?= dev,gguf,slurm
+EXTRAS ?= dev,gguf,slurm,optuna
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CACHE  := $(or $(SPHERE_CACHE),.cache/sphere)

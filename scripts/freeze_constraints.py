@@ -21,7 +21,7 @@ from packaging.utils import canonicalize_name
 
 PROJECT = "sphere-edit"
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
-EXTRAS = ("dev", "gguf", "slurm")  # what `make setup` installs
+EXTRAS = ("dev", "gguf", "slurm", "optuna")  # what `make setup` installs
 LEFT_TO_THE_MAKEFILE = {"torch"}  # TORCH=... picks the build for the machine's CUDA
 
 

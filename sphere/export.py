@@ -79,8 +79,22 @@ def export_run(run_dir: str | Path, out: str | Path, *, at: str = "last", patch:
         for layer in runner.layers
     }
     view, _ = load_point(runner, records, run_dir, n_edits)
+    info = patch_info(runner, n_edits, run_dir)
+    with view:
+        if patch:
+            target = out / "patch.safetensors" if out.suffix != ".safetensors" else out
+            return save_patch(model, {n: b for n, b in base.items()}, target, info)
+        out.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(out, safe_serialization=True)
+        runner.tok.save_pretrained(out)
+        atomic_write_json(out / "sphere_edit.json", info)
+    return out
+
+
+def patch_info(runner, n_edits: int, run_dir: Path) -> dict[str, Any]:
+    """A patch's header: base model, editor, SPHERE's settings, number of edits, layers, run."""
     s = runner.s
-    info = {
+    return {
         "base_model": s.model.path or s.model.gguf_file or s.model.name,
         "model": s.model.name,
         "editor": s.editor_name,
@@ -93,14 +107,22 @@ def export_run(run_dir: str | Path, out: str | Path, *, at: str = "last", patch:
         "n_edits": n_edits,
         "dataset": s.dataset.kind,
         "layers": list(runner.layers),
-        "run_dir": str(run_dir.resolve()),
+        "run_dir": str(Path(run_dir).resolve()),
     }
-    with view:
-        if patch:
-            target = out / "patch.safetensors" if out.suffix != ".safetensors" else out
-            return save_patch(model, {n: b for n, b in base.items()}, target, info)
-        out.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(out, safe_serialization=True)
-        runner.tok.save_pretrained(out)
-        atomic_write_json(out / "sphere_edit.json", info)
-    return out
+
+
+def save_run_patch(runner, path: Path, n_edits: int) -> Path:
+    """The patch of a run that has just finished, from its live runner (no rebuild): the evaluated
+    weights of the edited layers (readout transforms applied), against the W₀ the runner snapshotted
+    before the first edit (in the parameters' stored layout and dtype, as ``export_run``'s digest)."""
+    from editors.core.weights import weight_param
+
+    model, spec = runner.model, runner.spec
+    names = _param_names(model)
+    base = {}
+    for layer in runner.layers:
+        param = weight_param(model, spec, layer)
+        w0 = runner.ctx.pretrained(layer)
+        base[names[id(param)]] = (w0.T if spec.conv1d else w0).to(param.dtype).float()
+    with runner.evaluated_weights():
+        return save_patch(model, base, path, patch_info(runner, n_edits, path.parent))

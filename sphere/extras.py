@@ -3,13 +3,15 @@ needs one that is not installed.
 
 ``gguf``: GGUF checkpoints (``model.source=gguf``: the default SmolLM2-135M, Gemma-3-270M);
 ``slurm``: the submitit launchers of sweeps (``hydra/launcher=slurm`` or ``local_gpus``);
-``all``: both. ``make setup`` installs them all.
+``optuna``: searching hyperparameters with Hydra's Optuna sweeper (``hydra/sweeper=optuna``, the
+``search_*`` presets); ``all``: all three. ``make setup`` installs them all.
 """
 
 from __future__ import annotations
 
 import importlib.util
 from collections.abc import Sequence
+from pathlib import Path
 
 from sphere.errors import ConfigError
 
@@ -17,6 +19,7 @@ from sphere.errors import ConfigError
 EXTRAS = {
     "gguf": "gguf",
     "slurm": "hydra_plugins.hydra_submitit_launcher",
+    "optuna": "hydra_plugins.hydra_optuna_sweeper",
 }
 # our launcher configs (configs/hydra/launcher/) that build on hydra-submitit-launcher's
 SUBMITIT_LAUNCHERS = ("slurm", "local_gpus", "submitit_slurm", "submitit_local")
@@ -50,3 +53,31 @@ def check_launcher(overrides: Sequence[str]) -> None:
         key, _, value = arg.lstrip("+~").partition("=")
         if key == "hydra/launcher" and value in SUBMITIT_LAUNCHERS:
             require("slurm", f"hydra/launcher={value}")
+
+
+def check_sweeper(overrides: Sequence[str], config_dir: str | Path | None = None) -> None:
+    """Refuse the Optuna sweeper when the ``optuna`` extra is missing: chosen on the command line
+    (``hydra/sweeper=optuna``) or by a preset (``+experiment=X`` whose file overrides
+    ``hydra/sweeper`` with ``optuna``). Hydra would otherwise fail with "Could not find
+    'hydra/sweeper/optuna'"."""
+    if installed("optuna"):
+        return
+    if config_dir is None:
+        from sphere.run.schema import CONFIG_DIR
+
+        config_dir = CONFIG_DIR
+    for arg in overrides:
+        key, _, value = arg.lstrip("+~").partition("=")
+        if key == "hydra/sweeper" and value == "optuna":
+            require("optuna", "hydra/sweeper=optuna")
+        if key == "experiment" and value:
+            preset = Path(config_dir) / "experiment" / f"{value}.yaml"
+            try:
+                text = preset.read_text(encoding="utf-8")
+            except OSError:
+                continue  # an unknown preset is Hydra's error to word
+            if any(
+                line.split("#")[0].replace(" ", "").endswith("/hydra/sweeper:optuna")
+                for line in text.splitlines()
+            ):
+                require("optuna", f"+experiment={value} (Hydra's Optuna sweeper)")

@@ -21,16 +21,18 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from sphere.errors import ConfigError
-from sphere.extras import check_launcher
+from sphere.extras import check_launcher, check_sweeper
 from sphere.run.schema import CONFIG_DIR, register_schemas
 
 log = logging.getLogger("sphere")
+T = TypeVar("T")
 
 # What to change when an edit goes numerically wrong or does not fit: the one place where failures
 # are translated into config keys (editors and the runner raise neutral errors).
@@ -44,21 +46,25 @@ OOM_HINT = (
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="edit", version_base="1.3")
-def _main(cfg: DictConfig) -> None:
+def _main(cfg: DictConfig) -> float | None:
+    """The Hydra task. Its return value is what a search sweeper (``hydra/sweeper=optuna``)
+    optimises: ``run.objective``'s value in the summary, or None when that is null."""
     from sphere.api import run_config
+    from sphere.run.experiment import objective
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    _reported(lambda: run_config(cfg, out_dir), out_dir)
+    return _reported(lambda: objective(cfg, run_config(cfg, out_dir)), out_dir)
 
 
-def _reported(call: Callable[[], object], out_dir: Path | None) -> None:
-    """Run ``call``, mapping the project's failures to one line and an exit code (module docstring)."""
+def _reported(call: Callable[[], T], out_dir: Path | None) -> T | None:
+    """Run ``call``, mapping the project's failures to one line and an exit code (module docstring);
+    returns what ``call`` returns."""
     from editors.core.weights import NonFiniteUpdateError
     from sphere.io import CorruptFileError
     from sphere.run.plan import DoesNotFitError
 
     try:
-        call()
+        return call()
     except DoesNotFitError as e:
         print(e.table, file=sys.stderr)
         _fail(str(e), 3)
@@ -82,6 +88,7 @@ def _reported(call: Callable[[], object], out_dir: Path | None) -> None:
         if type(e).__name__ == "OutOfMemoryError":
             _fail(f"out of memory; {OOM_HINT}", 3)
         raise
+    return None  # not reached: _fail exits or raises
 
 
 def _plan(overrides: list[str]) -> None:
@@ -130,6 +137,7 @@ def main() -> None:
                 sys.exit(describe_main([a for a in argv if a != "--describe"]))
         overrides = command_overrides(argv)
         check_launcher(overrides)  # a submitit launcher without the slurm extra: one line, exit 2
+        check_sweeper(overrides)  # the Optuna sweeper (or a preset that uses it) without the optuna extra
         check_overrides(overrides)
         with hydra_raises():
             if plan_requested(overrides) and not {"-m", "--multirun"} & set(argv) and _runs(argv):

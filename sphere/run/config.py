@@ -36,6 +36,9 @@ class LoggerConfig:
     entity: str | None = None
     group: str | None = None
     tags: list[str] = field(default_factory=list)
+    # Also upload the edited layers at the end as a W&B artifact of type ``patch`` (sphere/export.py's
+    # safetensors patch, written to <run dir>/patch.safetensors): MBs to GBs per run, hence off.
+    log_patch: bool = False
 
     def __post_init__(self) -> None:
         check_choice("logger.mode", self.mode, ("auto", "online", "offline", "disabled"))
@@ -65,6 +68,9 @@ class RunConfig:
     # land in cache_dir), then exit without editing or writing a run directory: on a login node with
     # internet before an offline GPU job, or in `make setup` so the demo starts warm.
     prepare: bool = False
+    # A key of summary.json (e.g. score, efficacy) whose value the Hydra task returns: what a search
+    # sweeper (hydra/sweeper=optuna) optimises. null: the task returns nothing.
+    objective: str | None = None
 
     def __post_init__(self) -> None:
         self.resume = resume_mode(self.resume)  # true/false of older configs keep their meaning

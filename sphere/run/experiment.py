@@ -81,13 +81,19 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     tracker = Tracker(
         out_dir,
         s.logger,
-        run_name=f"{job} seed={s.run.seed}",
+        run_name=run_name(s, sweep),
         job_type=job,  # baseline vs +SPHERE: W&B groups and colours runs by it
         # One group per sweep, so its runs compare at a glance; a single run groups by setting.
         group=sweep["group"]
         if sweep
         else f"{s.model.name}-{s.dataset.kind}-{len(records)}x{s.dataset.batch_size}",
-        tags=[s.model.name, s.editor_name, "sphere" if s.sphere.enabled else "base", s.dataset.kind],
+        tags=[
+            s.model.name,
+            s.editor_name,
+            "sphere" if s.sphere.enabled else "base",
+            s.dataset.kind,
+            *([sweep["preset"]] if sweep and sweep["preset"] else []),
+        ],
         config={
             **cast(dict, OmegaConf.to_container(cfg, resolve=True)),
             **(sweep["config"] if sweep else {}),
@@ -99,14 +105,62 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         if records.skipped:
             summary["skipped_records"] = records.skipped
         tracker.write_summary(summary)
+        text = format_summary(summary)
+        atomic_write_text(out_dir / "summary.txt", text + "\n")
+        # Drawn before the W&B run is finished, so that the figures go into it as images.
+        tracker.log_images(plot_run(out_dir) if s.run.plots else [])
+        tracker.log_artifact("run", [out_dir / f for f in RUN_ARTIFACT_FILES])
+        if s.logger.log_patch and tracker.run is not None:
+            from sphere.export import save_run_patch
+
+            patch = save_run_patch(runner, out_dir / "patch.safetensors", int(summary["n_edits"]))
+            tracker.log_artifact("patch", [patch], metadata={"n_edits": summary["n_edits"]})
     finally:
         tracker.finish()
-    text = format_summary(summary)
-    atomic_write_text(out_dir / "summary.txt", text + "\n")
-    if s.run.plots:
-        plot_run(out_dir)
     print("\n" + text + f"\nrun directory: {out_dir}")
     return summary
+
+
+# The run's small files, uploaded as one W&B artifact at the end (the checkpoint is not: too big).
+RUN_ARTIFACT_FILES = ("config.yaml", "summary.json", "metrics.jsonl", "outcomes.jsonl")
+
+
+def run_name(s: Settings, sweep: dict[str, Any] | None) -> str:
+    """The W&B run name: the preset, the job's swept values (each key's last component, editor and
+    sphere always) and the seed, e.g. ``table1_llama3 editor=memit sphere=on alpha=0.8 seed=1``;
+    unique within a sweep, since jobs differ in their swept values."""
+    swept = dict(sweep["swept"]) if sweep else {}
+    parts = [sweep["preset"] if sweep and sweep["preset"] else s.model.name]
+    shown: dict[str, str] = {"editor": s.editor_name, "sphere": "on" if s.sphere.enabled else "off"}
+    for key, value in swept.items():
+        if key in ("editor", "sphere", "run.seed") or not _shown_in_name(key, value):
+            continue
+        short = key.rsplit(".", 1)[-1]
+        shown[short if short not in shown else key] = value
+    parts += [f"{k}={v}" for k, v in shown.items()]
+    return " ".join([*parts, f"seed={s.run.seed}"])
+
+
+def _shown_in_name(key: str, value: str) -> bool:
+    """Overrides that say what a job computes (not paths, Hydra, W&B or resume settings)."""
+    from sphere.run.sweep import _NOT_IN_NAME
+
+    return not f"{key}=".startswith(_NOT_IN_NAME) and "/" not in value and key != "run.objective"
+
+
+def objective(cfg: DictConfig, result: dict[str, Any]) -> float | None:
+    """``run.objective``'s value in the run's summary, returned by the Hydra task for a search
+    sweeper to optimise; None when no objective is asked for (or for a plan or prepare run)."""
+    key = OmegaConf.select(cfg, "run.objective")
+    if key is None or "plan" in result or "prepared" in result:
+        return None
+    value = result.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        numeric = sorted(
+            k for k, v in result.items() if isinstance(v, int | float) and not isinstance(v, bool)
+        )
+        raise ConfigError(f"run.objective={key} is not a number of the summary; one of: {', '.join(numeric)}")
+    return float(value)
 
 
 def _decide(s: Settings, out_dir: Path, config_text: str) -> Decision:
@@ -164,18 +218,26 @@ def _check_plan(s: Settings, n_edits: int) -> None:
 
 
 def _hydra_sweep() -> dict[str, Any] | None:
-    """In a Hydra multirun: the W&B group (the sweep directory) and the swept values as config
-    columns (``swept/<key>``); None for a single run or outside Hydra."""
+    """In a Hydra multirun: the W&B group (the preset and the sweep directory), the preset
+    (``+experiment=...``), the job's overrides (``swept``) and the same as config columns
+    (``swept/<key>``); None for a single run or outside Hydra."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return None
     hc = HydraConfig.get()
-    swept = dict(o.split("=", 1) for o in hc.overrides.task if "=" in o)
+    swept = {k.lstrip("+~"): v for k, v in (o.split("=", 1) for o in hc.overrides.task if "=" in o)}
+    preset = swept.pop("experiment", None)
     return {
-        "group": "sweep-" + "_".join(Path(hc.sweep.dir).parts[-2:]),
-        "config": {f"swept/{k.lstrip('+')}": v for k, v in swept.items()},
+        # The preset and the sweep directory's date and time: one group per invocation of a preset.
+        "group": f"{preset or 'sweep'}-" + "_".join(Path(hc.sweep.dir).parts[-2:]),
+        "preset": preset,
+        "swept": swept,
+        "config": {
+            **{f"swept/{k}": v for k, v in swept.items()},
+            **({"swept/experiment": preset} if preset else {}),
+        },
     }
 
 

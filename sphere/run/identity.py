@@ -50,6 +50,7 @@ OPERATIONAL = (
     "run.plan",
     "run.plan_check",
     "run.prepare",
+    "run.objective",
     "run.forward_batch_size",
     "logger.",
     "hydra.",
@@ -74,6 +75,7 @@ RUN_OUTPUTS = (
     "outcomes.jsonl",
     "metrics_vs_edits.png",
     "he_vs_edits.png",
+    "patch.safetensors",
     "kept",
     "reeval",
 )

@@ -1,11 +1,12 @@
 """Where metrics go: ``metrics.jsonl`` and ``summary.json`` in the run directory (always, the
-source of truth) and Weights & Biases (offline when no credentials are set)."""
+source of truth) and Weights & Biases (offline when no credentials are set): metrics against the
+number of edits, the final tables, the run's figures as images, its small files as an artifact and,
+on request, the edited layers as a patch artifact."""
 
 from __future__ import annotations
 
 import json
 import logging
-import netrc
 import os
 from pathlib import Path
 from typing import Any, cast
@@ -20,19 +21,45 @@ WANDB_ID_FILE = "wandb_id"
 
 
 def wandb_mode(cfg: LoggerConfig) -> str:
-    """``auto`` → online if an API key is available (env or ~/.netrc), else offline."""
+    """``auto`` → what W&B itself would do: ``WANDB_MODE`` when it is set, else online when W&B finds
+    credentials for its host (``WANDB_API_KEY``, a settings file, or the ``.netrc`` entry of
+    ``WANDB_BASE_URL``'s host: a self-hosted server too), else offline. Never raises."""
     if not cfg.wandb or cfg.mode == "disabled":
         return "disabled"
     if cfg.mode != "auto":
         return cfg.mode
+    env = os.environ.get("WANDB_MODE", "").strip().lower()
+    if env in _WANDB_ENV_MODES:
+        return _WANDB_ENV_MODES[env]
+    return "online" if has_wandb_credentials() else "offline"
+
+
+# WANDB_MODE's values as wandb reads them ("dryrun" and "run" are its older spellings).
+_WANDB_ENV_MODES = {
+    "online": "online",
+    "run": "online",
+    "offline": "offline",
+    "dryrun": "offline",
+    "disabled": "disabled",
+}
+
+
+def has_wandb_credentials() -> bool:
+    """Whether wandb's own lookup finds an API key for its host, without prompting or contacting
+    the server: ``wandb.login(prompt=False, verify=False)`` (wandb >= 0.2x), or the deprecated
+    ``wandb.api.api_key`` of older releases. Any failure reads as "no credentials"."""
     if os.environ.get("WANDB_API_KEY"):
-        return "online"
+        return True
     try:
-        if netrc.netrc().authenticators("api.wandb.ai"):
-            return "online"
-    except (OSError, netrc.NetrcParseError):
-        pass
-    return "offline"
+        import wandb
+
+        try:
+            return bool(wandb.login(prompt=False, verify=False))
+        except TypeError:  # an older wandb without ``prompt``: its lookup reads the same sources
+            return bool(wandb.api.api_key)
+    except Exception as e:  # noqa: BLE001 - a credentials check must never cost the run
+        log.debug("no W&B credentials found (%s: %s)", type(e).__name__, e)
+        return False
 
 
 class Tracker:
@@ -166,6 +193,32 @@ class Tracker:
                 xs=xs, ys=ys, keys=[f"layer {k}" for k in he], title="HE per layer", xname="n_edits"
             )
         return out
+
+    def log_images(self, paths: list[Path]) -> None:
+        """The run's figures (``plot_run``'s files) as W&B images, under ``figures/<file stem>``."""
+        paths = [Path(p) for p in paths if Path(p).exists()]
+        if not paths or self.run is None:
+            return
+        import wandb
+
+        self._wandb(lambda run: run.log({f"figures/{p.stem}": wandb.Image(str(p)) for p in paths}))
+
+    def log_artifact(self, kind: str, files: list[Path], *, metadata: dict[str, Any] | None = None) -> None:
+        """``files`` (those that exist) as one W&B artifact of type ``kind``, named
+        ``<kind>-<run id>`` so each run's artifact is its own (a resumed run adds a new version)."""
+        files = [Path(f) for f in files if Path(f).is_file()]
+        if not files or self.run is None:
+            return
+
+        def call(run) -> None:
+            import wandb
+
+            artifact = wandb.Artifact(f"{kind}-{run.id}", type=kind, metadata=metadata or {})
+            for f in files:
+                artifact.add_file(str(f), name=f.name)
+            run.log_artifact(artifact)
+
+        self._wandb(call)
 
     def finish(self) -> None:
         self._wandb(lambda run: run.finish())

@@ -78,10 +78,20 @@ SPEC6 = {
 SPEC6.update({(m, e): SPEC6[(m, "memit")] for m in ("llama3-8b", "qwen2.5-7b") for e in ("prune", "rect")})
 
 
+def _values(spec: str) -> list[str]:
+    """A sweeper parameter's values: a grid's ``a,b,c``, or the ends of an Optuna search range
+    (``interval(lo, hi)``, ``range(lo, hi)``) or its ``choice(a, b)`` options."""
+    for fn in ("interval", "range", "choice"):
+        if spec.startswith(f"{fn}(") and spec.endswith(")"):
+            items = [v.strip() for v in spec[len(fn) + 1 : -1].split(",")]
+            return items if fn == "choice" else items[:2]
+    return spec.split(",")
+
+
 def _grid(cfg) -> list[dict[str, str]]:
     params = cfg.hydra.sweeper.params or {}
     keys = list(params)
-    values = [str(params[k]).split(",") for k in keys]
+    values = [_values(str(params[k])) for k in keys]
     return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
 
 
@@ -108,6 +118,8 @@ def test_there_are_paper_and_cpu_presets():
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_job_of_every_preset_composes_and_validates(preset):
+    if preset.startswith("search_"):  # Hydra's Optuna sweeper: the optuna extra
+        pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     cfg = _compose(preset)
     jobs = _grid(cfg)
     assert jobs, f"{preset} sweeps nothing"
@@ -200,3 +212,12 @@ def test_sweep_job_names_leave_out_paths_launcher_and_resume():
     )
     assert name == "dataset.path=_data_mcf.json,run.seed=1,sphere=on"
     assert job_dirname(["run.seed=1", "sphere=on"]) == job_dirname(["sphere=on", "run.seed=1"])
+
+
+def test_the_search_preset_maximises_the_score_of_sphere_on_the_tuning_split():
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    cfg = _compose("search_sphere_smollm2")
+    assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper") and cfg.hydra.sweeper.direction == "maximize"
+    assert set(cfg.hydra.sweeper.params) == {"sphere.alpha", "sphere.beta"}
+    s = validate(compose_config(["+experiment=search_sphere_smollm2", "logger=none"]))
+    assert s.dataset.path == "counterfact-tune" and s.sphere.enabled and s.run.objective == "score"
