@@ -143,3 +143,37 @@ def test_z_in_chunks_of_rows_equals_all_at_once(tiny_llama):
         torch.testing.assert_close(h0, h0_all)
         # float differences only (other batch widths), the tolerance of the batched-vs-one-by-one test
         torch.testing.assert_close(z, z_all, rtol=1e-3, atol=1e-4)
+
+
+def test_z_optimisation_reports_progress_in_a_log(tiny_llama, monkeypatch, caplog):
+    """In a non-terminal log (a SLURM job) the z optimisation writes plain progress lines with the
+    requests done and the loss; the phase threshold (10 s) is lowered so a tiny model shows it."""
+    import functools
+    import logging
+
+    import editors.core.values as values
+    from editors.core.progress import progress
+
+    monkeypatch.setattr(values, "progress", functools.partial(progress, mode="log", interval=0))
+    monkeypatch.setattr(values, "progress", _no_min(values.progress))
+    model, tok = tiny_llama
+    spec = spec_for(model)
+    opts = ValueOptions(
+        v_num_grad_steps=3, v_lr=0.5, v_weight_decay=0.01, clamp_norm_factor=4, kl_factor=0.0625
+    )
+    with caplog.at_level(logging.INFO, logger="editors.progress"):
+        compute_target_values(model, tok, spec, REQUESTS[:2], spec.block_name(2), TEMPLATES, opts)
+    lines = [r.getMessage() for r in caplog.records if r.name == "editors.progress"]
+    assert lines and all("\r" not in line for line in lines)
+    assert lines[0].startswith("z optimisation (2 requests): 0/3 steps")
+    assert any("loss=" in line and "done=" in line for line in lines)
+
+
+def _no_min(make):
+    """The progress factory with ``min_s`` forced to 0."""
+
+    def build(*args, **kwargs):
+        kwargs["min_s"] = 0.0
+        return make(*args, **kwargs)
+
+    return build
