@@ -124,7 +124,7 @@ def test_likeliest_labels_score_each_choice_after_the_stripped_prompt(monkeypatc
     prompts = ["p one. answer: ", "p two. answer: "]
     seen = []
 
-    def scripted(model_, tok_, pairs, batch_size):
+    def scripted(model_, tok_, pairs, batch_size, desc=None):
         seen.extend(pairs)
         # per token NLL x tokens: "Yes" 1 token nll 2, "yes" 2 tokens nll 0.5 (total 1) -> yes wins item 0
         table = {"Yes": (2.0, 1), "yes": (0.5, 2), "No": (3.0, 1), "no": (3.0, 1)}
@@ -474,7 +474,7 @@ def test_evaluator_scores_what_the_model_generates(monkeypatch, tiny_llama):
     model, tok = tiny_llama
     calls = []
 
-    def scripted(model_, tok_, prompts, *, max_new_tokens, batch_size, top_k):
+    def scripted(model_, tok_, prompts, *, max_new_tokens, batch_size, top_k, desc=None):
         calls.append((len(prompts), max_new_tokens, batch_size, top_k))
         return [" no", " I don't know", " maybe"][: len(prompts)]
 
