@@ -23,7 +23,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 T = TypeVar("T")
 
@@ -81,7 +81,7 @@ def _rate(r: float) -> str:
     return f"{r:.1f}" if r < 100 else f"{r:.0f}"
 
 
-class Progress:
+class Progress(Generic[T]):
     """A bar in one of the modes (see the module docstring); build it with :func:`progress`.
 
     ``min_s``: a phase shorter than this shows nothing (log mode: the first line comes at the first
@@ -142,7 +142,7 @@ class Progress:
         finally:
             self.close()
 
-    def __enter__(self) -> Progress:
+    def __enter__(self) -> Progress[T]:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -206,9 +206,17 @@ class Progress:
         self._log.log(self._level, "%s", self.line(now, final))
 
 
+@overload
+def progress(
+    iterable_or_total: Iterable[T], desc: str = ..., unit: str = ..., **kwargs: Any
+) -> Progress[T]: ...
+@overload
+def progress(
+    iterable_or_total: int | None = ..., desc: str = ..., unit: str = ..., **kwargs: Any
+) -> Progress[Any]: ...
 def progress(
     iterable_or_total: Iterable[T] | int | None = None, desc: str = "", unit: str = "it", **kwargs: Any
-) -> Progress:
+) -> Progress[Any]:
     """A :class:`Progress` over an iterable (iterate it) or a total count (``update`` it)."""
     if iterable_or_total is None or isinstance(iterable_or_total, int):
         return Progress(None, total=iterable_or_total, desc=desc, unit=unit, **kwargs)

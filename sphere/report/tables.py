@@ -15,12 +15,9 @@ from typing import Any
 import pandas as pd
 
 from sphere.evaluation.catalogue import metric, table_metrics
-from sphere.evaluation.he import HE_ABS, HE_SIGNED
 from sphere.report.collect import BLOCK_COLS, SETTING_COLS
 from sphere.report.stats import CI95, NONE, SE, aggregate_settings, describe
 
-HE_COL = HE_SIGNED
-HE_COLS = (HE_ABS, HE_SIGNED)
 DAGGER = "†"
 
 

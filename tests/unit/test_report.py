@@ -448,7 +448,8 @@ def test_summary_without_se_seed_notes_and_empty_metrics(tmp_path: Path) -> None
 
 
 def test_he_change_keeps_three_significant_digits_where_edit_quality_keeps_two_decimals():
-    from sphere.report.tables import HE_COL, Cell, cell_text, fmt_value
+    from sphere.evaluation.he import HE_SIGNED as HE_COL
+    from sphere.report.tables import Cell, cell_text, fmt_value
 
     assert fmt_value(0.0129, HE_COL) == "0.0129" and fmt_value(0.00716, HE_COL) == "0.00716"
     assert fmt_value(0.0129, "efficacy") == "0.01" and fmt_value(97.333, "efficacy") == "97.33"
