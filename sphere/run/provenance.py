@@ -28,8 +28,6 @@ resumed run records the provenance of the process that finished it.
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import importlib.metadata
 import logging
 import os
@@ -39,12 +37,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from sphere.data.shared import content_sha256
+from sphere.paths import display_path
+
 log = logging.getLogger(__name__)
 
 UNKNOWN = "unknown"
 _GIT_TIMEOUT_S = 5.0  # a git that hangs (network filesystem, huge tree) must not hold up the run
-_GZIP_MAGIC = b"\x1f\x8b"
-_CHUNK = 1 << 20
 
 
 def package_root() -> Path:
@@ -149,17 +148,6 @@ def model_identity(cfg: Any, model: Any, model_id: str) -> dict[str, Any]:
     }
 
 
-def content_sha256(path: Path) -> str:
-    """sha256 of a file's content, decompressed first if it is gzip (read in chunks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as raw:
-        gz = raw.read(2) == _GZIP_MAGIC
-    with gzip.open(path, "rb") if gz else open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def data_identity(name_or_path: str | Path | None) -> dict[str, Any]:
     """The dataset file a name resolves to and its content digest; None fields when it cannot be read
     (records given in-process, a file removed since loading): provenance never stops a run."""
@@ -169,10 +157,18 @@ def data_identity(name_or_path: str | Path | None) -> dict[str, Any]:
         return {"path": None, "sha256": None}
     path = resolve_data_path(name_or_path)
     try:
-        return {"path": str(path.resolve()), "sha256": content_sha256(path)}
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        return {"path": _portable(path), "sha256": content_sha256(path)}
+    except (OSError, ValueError) as e:  # ValueError: damaged gzip (sphere.data.shared)
         log.warning("provenance: cannot read dataset %s (%s); its digest is not recorded", path, e)
-        return {"path": str(path), "sha256": None}
+        return {"path": _portable(path), "sha256": None}
+
+
+def _portable(path: Path) -> str:
+    """The data file as the repository names it (``data/...``); a file outside the repository (a
+    shared data folder, a download cache) by its file name alone, since its machine's directory
+    says nothing elsewhere and the content sha256 identifies it."""
+    shown = display_path(path)
+    return shown if not Path(shown).is_absolute() else path.name
 
 
 def collect(s: Any, model: Any, model_id: str) -> dict[str, Any]:

@@ -119,6 +119,6 @@ def test_summary_has_provenance(run_dir):
     assert p["model"]["name"] == "tiny-llama" and p["model"]["id"].startswith("tiny-llama-")
     assert p["model"]["source"] == "tiny" and p["model"]["revision"] is None
     assert p["data"]["kind"] == "counterfact"
-    assert p["data"]["path"] == str(Path(DISTINCT8).resolve())
+    assert p["data"]["path"] == "tests/assets/counterfact_distinct8.json"  # repo-relative, no machine path
     assert HEX64.fullmatch(p["data"]["sha256"])
     assert p["data"]["sha256"] == hashlib.sha256(Path(DISTINCT8).read_bytes()).hexdigest()
