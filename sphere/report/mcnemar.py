@@ -13,7 +13,6 @@ records; valid under H0 in every stratum).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +22,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from sphere.evaluation.catalogue import catalogue
-
-OUTCOMES = "outcomes.jsonl"
+from sphere.run.outcomes import OUTCOMES_FILE, read_outcomes
 
 
 @dataclass(frozen=True)
@@ -40,17 +38,12 @@ class McNemar:
         return 1.0 if n == 0 else float(sps.binomtest(self.gained, n, 0.5).pvalue)
 
 
-def read_outcomes(run_dir: Path) -> dict[Any, dict[str, Any]] | None:
-    """{case_id: row} of a run's ``outcomes.jsonl``, or None when the run has none (older runs)."""
-    path = Path(run_dir) / OUTCOMES
-    if not path.is_file():
+def outcomes_by_case(run_dir: Path) -> dict[Any, dict[str, Any]] | None:
+    """{case_id: row} of a run's outcomes file (``sphere.run.outcomes``, the run directory's
+    contract), or None when the run has none (runs from before it was written)."""
+    if not (Path(run_dir) / OUTCOMES_FILE).is_file():
         return None
-    rows = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            row = json.loads(line)
-            rows[row["case_id"]] = row
-    return rows
+    return {row["case_id"]: row for row in read_outcomes(run_dir)}
 
 
 def outcome_keys() -> dict[str, str]:
@@ -94,7 +87,7 @@ def mcnemar_table(comparisons: list, paths: dict[str, Path]) -> pd.DataFrame:
     for comp in comparisons:
         pooled: dict[str, McNemar] = {}
         for seed, (base_id, on_id) in zip(comp.seeds, comp.run_ids):
-            off, on = read_outcomes(paths[base_id]), read_outcomes(paths[on_id])
+            off, on = outcomes_by_case(paths[base_id]), outcomes_by_case(paths[on_id])
             if off is None or on is None:
                 continue
             for metric in outcome_keys():
