@@ -14,7 +14,7 @@ PREPARED := $(CACHE)/.prepared-stamp
 export HF_HUB_DISABLE_TELEMETRY := 1
 export WANDB_SILENT := true
 
-.PHONY: help setup constraints run test test-unit test-slow lint format typecheck precommit bench clean
+.PHONY: help setup constraints run test test-unit test-slow test-gpu lint format typecheck precommit bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -58,9 +58,13 @@ test-unit: setup ## the unit tier alone (seconds: math, parsers, configs, regist
 test-slow: setup ## run the long checks too (50 sequential edits per editor, SmolLM2 runs)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "slow or not slow" $(ARGS)
 
-lint: setup ## ruff check + format check
+test-gpu: setup ## the CUDA checks alone (a GPU machine; skipped, not failed, without CUDA)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m gpu $(ARGS)
+
+lint: setup ## ruff check + format check + the import layers (pyproject.toml [tool.importlinter])
 	$(BIN)/ruff check sphere editors scripts tests
 	$(BIN)/ruff format --check sphere editors scripts tests
+	$(BIN)/lint-imports --no-cache
 
 typecheck: setup ## mypy on the packages
 	$(BIN)/mypy editors sphere

@@ -17,9 +17,9 @@ import time
 
 import torch
 
-from sphere.data.general_tasks import TASKS
 from sphere.evaluation.config import EvalConfig, GeneralConfig
 from sphere.evaluation.general import GeneralAbility
+from sphere.evaluation.general_tasks import TASKS
 from sphere.evaluation.registry import EvalView
 
 

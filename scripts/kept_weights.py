@@ -29,7 +29,7 @@ from sphere.method.bound import bound_reference, check_bound
 from sphere.method.energy import cosine_spread
 from sphere.method.projection import principal_directions, span_share
 from sphere.report.collect import find_run_dirs, identity, load_run
-from sphere.run.saved import kept_path, load_kept, saved_points
+from sphere.run.rundir import kept_path, load_kept, saved_points
 
 
 def rows_of(run_dir: Path, beta: float = 0.5) -> list[dict]:

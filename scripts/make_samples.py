@@ -84,7 +84,7 @@ def _alphaedit_source(stem: str, sha: str, what: str, tasks: str) -> tuple:
     )
 
 
-# General-ability task data (sphere/data/general_tasks.py): (file under data/general_ability, source, what is
+# General-ability task data (sphere/evaluation/general_tasks.py): (file under data/general_ability, source, what is
 # kept, tasks reading it). SPHERE sets: the first N_TASK_ROWS rows verbatim (header kept); AlphaEdit: complete.
 GENERAL_SOURCES = [
     _sphere_source(
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += [f"| `data/{name}` | {n} | {size:,} | `{sha}` |" for name, n, sha, size, _, _ in rows]
     lines += [
         "",
-        "General-ability task data (sphere/data/general_tasks.py, docs/general_ability.md). The complete SPHERE",
+        "General-ability task data (sphere/evaluation/general_tasks.py, docs/general_ability.md). The complete SPHERE",
         "task files: `python scripts/download_data.py rect_reasoning rect_nli rect_open_qa rect_closed_qa` ->",
         "`data/full/general_ability/`; the AlphaEdit sets below are already complete.",
         "",
@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         "Both load with `sphere.data.load_records(kind, 'counterfact-sample' | 'zsre-sample')`.",
         "",
         "The general-ability files keep their upstream format (JSON lines, TSV with header, JSON list); they are",
-        "read by `sphere/data/general_tasks.py` and described in docs/general_ability.md.",
+        "read by `sphere/evaluation/general_tasks.py` and described in docs/general_ability.md.",
         "",
     ]
     (args.out / "SAMPLES.md").write_text("\n".join(lines), encoding="utf-8")

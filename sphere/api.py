@@ -27,9 +27,9 @@ from editors.core.protocol import Editor
 from editors.core.requests import EditRequest
 from editors.core.weights import LayerUpdate
 from sphere.data.records import EditRecord
-from sphere.method.placement import SphereConfig, sphere_transform
+from sphere.method.placement import SphereConfig
 from sphere.models.config import StatsConfig
-from sphere.run.statistics import build_context
+from sphere.run.build import build_editor
 
 RequestLike = EditRequest | EditRecord | Mapping[str, Any]
 
@@ -112,20 +112,20 @@ def edit(
     todo = [as_request(r, i) for i, r in enumerate(requests)]
     if not todo:
         raise ValueError("no requests to edit")
-    projection = sphere_transform(sphere_cfg, entry.placement(hp), editor)
-    spec = spec_for(model)
-    ctx = build_context(
+    built = build_editor(
         model,
         tokenizer,
-        spec,
+        spec_for(model),
         str(getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__),
+        editor,
+        hp,
+        sphere_cfg,
         stats_cfg=StatsConfig(**dict(stats or {})),
         cache_dir=cache_dir,
         seed=seed,
-        transforms=[projection] if projection else [],
     )
-    ed = entry.build(hp, ctx)
-    ctx.remember_pretrained(ed.layers)
+    ed = built.editor
+    built.ctx.remember_pretrained(ed.layers)
     records = [r for r in requests if isinstance(r, EditRecord)]
     metrics: dict[str, dict[str, float]] = {}
     if evaluate and records:
@@ -149,7 +149,10 @@ def _quality(model, tok, records: Sequence[EditRecord]) -> dict[str, float]:
 
 
 def run_config(cfg: Any, out_dir: Path) -> dict[str, Any]:
-    """Run the experiment a composed Hydra config describes; the CLI's one call into the package."""
+    """Run the experiment a composed Hydra config describes; the CLI's one call into the package
+    (each job of a multirun sweep too). With ``run.plots`` the run's figures are drawn into
+    ``out_dir`` by the report's ``plot_run``, here, above the run layer, which draws nothing."""
+    from sphere.report.figures.run_curves import plot_run
     from sphere.run.experiment import run_experiment
 
-    return run_experiment(cfg, out_dir)
+    return run_experiment(cfg, out_dir, draw=plot_run)

@@ -3,3 +3,11 @@
 
 class ConfigError(ValueError):
     """A configuration value that cannot work; the message names the key and what is allowed."""
+
+
+def check_choice(key: str, value: object, allowed: tuple) -> None:
+    """Refuse ``key=value`` unless ``value`` is one of ``allowed`` (a ValueError naming them). Here,
+    with no dependency, so that every config dataclass can check its strings without importing
+    torch (``sphere.method.projection`` used to hold it)."""
+    if value not in allowed:
+        raise ValueError(f"{key}={value!r} is not allowed; choose one of {', '.join(map(str, allowed))}")

@@ -15,20 +15,10 @@ from typing import Any
 
 import torch
 
-from sphere.io import atomic_write_json, load_tensors, save_tensors, tensors_digest
+from sphere.io import atomic_write_json, load_tensors, tensors_digest
+from sphere.run.patch import param_names, patch_info, save_patch, save_run_patch
 
-
-def _param_names(model) -> dict[int, str]:
-    return {id(p): n for n, p in model.named_parameters()}
-
-
-def save_patch(model, base: dict[str, torch.Tensor], path: Path, info: dict[str, Any]) -> Path:
-    """Write the model's current values of the parameters in ``base`` (name → base value) as a patch."""
-    params = dict(model.named_parameters())
-    tensors = {name: params[name].detach() for name in base}
-    meta = {"sphere_patch": json.dumps(info), "base_digest": tensors_digest(base)}
-    save_tensors(path, tensors, meta)
-    return path
+__all__ = ["apply_patch", "export_run", "patch_info", "save_patch", "save_run_patch"]
 
 
 def apply_patch(model, path: str | Path, *, check_base: bool = True) -> dict[str, Any]:
@@ -65,14 +55,14 @@ def export_run(run_dir: str | Path, out: str | Path, *, at: str = "last", patch:
     directory (``save_pretrained``, safetensors), or with ``patch`` the file ``out`` (a directory
     gets ``patch.safetensors``). Returns what was written."""
     from editors.core.weights import weight_param
-    from sphere.run.reevaluate import load_point, rebuild
-    from sphere.run.saved import resolve_points
+    from sphere.run.reevaluate import rebuild
+    from sphere.run.rundir import load_point, resolve_points
 
     run_dir, out = Path(run_dir), Path(out)
     (n_edits,) = resolve_points(run_dir, at)[-1:]
     runner, records = rebuild(run_dir)
     model, spec = runner.model, runner.spec
-    names = _param_names(model)
+    names = param_names(model)
     # The base as the patch's parameters store it (float32 for the digest: dtype-independent).
     base = {
         names[id(weight_param(model, spec, layer))]: weight_param(model, spec, layer).detach().float().clone()
@@ -89,40 +79,3 @@ def export_run(run_dir: str | Path, out: str | Path, *, at: str = "last", patch:
         runner.tok.save_pretrained(out)
         atomic_write_json(out / "sphere_edit.json", info)
     return out
-
-
-def patch_info(runner, n_edits: int, run_dir: Path) -> dict[str, Any]:
-    """A patch's header: base model, editor, SPHERE's settings, number of edits, layers, run."""
-    s = runner.s
-    return {
-        "base_model": s.model.path or s.model.gguf_file or s.model.name,
-        "model": s.model.name,
-        "editor": s.editor_name,
-        "sphere": {
-            "enabled": s.sphere.enabled,
-            "alpha": s.sphere.alpha,
-            "beta": s.sphere.beta,
-            "rank": s.sphere.rank,
-        },
-        "n_edits": n_edits,
-        "dataset": s.dataset.kind,
-        "layers": list(runner.layers),
-        "run_dir": str(Path(run_dir).resolve()),
-    }
-
-
-def save_run_patch(runner, path: Path, n_edits: int) -> Path:
-    """The patch of a run that has just finished, from its live runner (no rebuild): the evaluated
-    weights of the edited layers (readout transforms applied), against the W₀ the runner snapshotted
-    before the first edit (in the parameters' stored layout and dtype, as ``export_run``'s digest)."""
-    from editors.core.weights import weight_param
-
-    model, spec = runner.model, runner.spec
-    names = _param_names(model)
-    base = {}
-    for layer in runner.layers:
-        param = weight_param(model, spec, layer)
-        w0 = runner.ctx.pretrained(layer)
-        base[names[id(param)]] = (w0.T if spec.conv1d else w0).to(param.dtype).float()
-    with runner.evaluated_weights():
-        return save_patch(model, base, path, patch_info(runner, n_edits, path.parent))

@@ -13,6 +13,7 @@ import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
+from sphere import paths
 from sphere.errors import ConfigError
 
 # extra -> the module it provides
@@ -63,9 +64,7 @@ def check_sweeper(overrides: Sequence[str], config_dir: str | Path | None = None
     if installed("optuna"):
         return
     if config_dir is None:
-        from sphere.run.schema import CONFIG_DIR
-
-        config_dir = CONFIG_DIR
+        config_dir = paths.config_dir()  # what Hydra composes from (sphere.run.schema.CONFIG_DIR)
     for arg in overrides:
         key, _, value = arg.lstrip("+~").partition("=")
         if key == "hydra/sweeper" and value == "optuna":

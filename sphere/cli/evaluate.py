@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from sphere.io import CorruptFileError
     from sphere.run.reevaluate import reevaluate
-    from sphere.run.saved import saved_points
+    from sphere.run.rundir import saved_points
 
     if not (Path(args.run_dir) / "config.yaml").is_file():  # else --list would print nothing, exit 0
         what = "is not a run directory (no config.yaml)" if Path(args.run_dir).is_dir() else "does not exist"

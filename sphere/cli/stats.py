@@ -1,67 +1,17 @@
 """``sphere-stats``: key statistics for later runs, on one process or data-parallel under torchrun.
 
-    torchrun --nproc-per-node 8 -m sphere.stats model=llama3-8b model.stats.corpus=wikipedia \\
-        model.stats.n_samples=100000
-    python -m sphere.stats model=smollm2-135m          # one process; `sphere-stats` is the same
-    sphere-stats --force model=tiny-llama              # recompute layers already cached
-
-Overrides are ``sphere-edit``'s; the files land in ``run.cache_dir`` under the key a ``sphere-edit``
-with the same model, ``model.stats``, ``run.seed`` and ``editor.layers`` reads (docs/distributed.md).
+The command itself is ``sphere.stats.command.main`` (so that ``python -m sphere.stats`` and
+``torchrun -m sphere.stats`` run it without importing this layer); this module is its name among
+the console scripts.
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
 
+from sphere.stats.command import main
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="sphere-stats", description=__doc__.splitlines()[0])
-    p.add_argument(
-        "overrides", nargs="*", help="sphere-edit's key=value overrides (model=..., model.stats.*)"
-    )
-    p.add_argument("--force", action="store_true", help="recompute layers whose statistics are cached")
-    args = p.parse_intermixed_args(argv)
-    from sphere.stats import Ranks, precompute_stats
-
-    ranks = Ranks.from_env()
-    logging.basicConfig(
-        level=logging.INFO if ranks.rank == 0 else logging.WARNING,
-        format=f"%(asctime)s %(levelname)s %(name)s{f' [rank {ranks.rank}]' if ranks.distributed else ''}: "
-        "%(message)s",
-    )
-    from hydra.errors import HydraException
-
-    from sphere.errors import ConfigError
-    from sphere.io import CorruptFileError
-
-    bad = [o for o in args.overrides if "=" not in o]
-    try:
-        if bad:
-            raise ConfigError(f"{bad[0]!r} is not key=value")
-        result = precompute_stats(args.overrides, force=args.force, ranks=ranks)
-    except (ConfigError, HydraException) as e:
-        print(f"sphere-stats: config error: {e}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, ValueError, CorruptFileError) as e:
-        print(f"sphere-stats: {e}", file=sys.stderr)
-        return 1
-    if ranks.rank != 0:
-        return 0
-    if result.cached:
-        print(f"already cached (layers {result.cached}; --force recomputes)")
-    if result.written:
-        s = max(result.seconds, 1e-9)
-        print(
-            f"key statistics of layers {sorted(result.written)}: {result.texts} texts, {result.tokens} tokens "
-            f"in {result.seconds:.1f} s on {result.world} process(es) ({result.device}): "
-            f"{result.texts / s:.1f} texts/s, {result.tokens / s:.0f} tokens/s"
-        )
-        for layer, path in sorted(result.written.items()):
-            print(f"written: {path}  (layer {layer})")
-    return 0
-
+__all__ = ["main"]
 
 if __name__ == "__main__":
     sys.exit(main())

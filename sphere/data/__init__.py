@@ -13,10 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-from sphere.data._io import MAX_TEXT_CHARS, MalformedRecordError
 from sphere.data.checks import check_tokenizable
 from sphere.data.counterfact import read_counterfact
 from sphere.data.download import DEFAULT_DEST, FILES, verify_sidecar
+from sphere.data.reading import MAX_TEXT_CHARS, MalformedRecordError
 from sphere.data.records import EditRecord, RecordList
 from sphere.data.shared import SHARED_DATA_ENV, SHARED_FILES, locate, missing_message, verify_content
 from sphere.data.zsre import read_zsre

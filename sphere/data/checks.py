@@ -13,7 +13,7 @@ from pathlib import Path
 
 from editors.core.requests import MalformedRequestError
 from editors.core.tokens import Tokenizer, target_ids
-from sphere.data._io import MalformedRecordError, show
+from sphere.data.reading import MalformedRecordError, show
 from sphere.data.records import EditRecord
 
 

@@ -55,7 +55,6 @@ from sphere.data.shards import (  # noqa: F401 - re-exported: the corpus API is 
     SHARD_SUFFIXES,
     TEXT,
     CorpusDraw,
-    _open_text,
     draw_from_shards,
 )
 from sphere.paths import bundled_data_dir, display_path

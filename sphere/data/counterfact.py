@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from sphere.data._io import (
+from sphere.data.reading import (
     check_template,
     collect_records,
     get_case_id,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from sphere.data._io import (
+from sphere.data.reading import (
     RecordProblem,
     check_template,
     check_text,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sphere.method.projection import check_choice
+from sphere.errors import check_choice
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """General ability as an evaluator: downstream tasks before editing, every ``eval.general.every``
-edits and at the end (reference spec §5; task definitions in sphere/data/general_tasks.py).
+edits and at the end (reference spec §5; task definitions in sphere/evaluation/general_tasks.py).
 
 Why an evaluator with its own schedule: the paper plots general ability against the number of
 edits (0, 1000, 2000, … in the reference's rect_eval), which is much coarser than the editing
@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from sphere.data.general_tasks import TASKS, GeneralItem, GeneralTask, check_task_names, load_items
 from sphere.evaluation.catalogue import Metric
 from sphere.evaluation.general_scoring import (
     accuracy_metrics,
@@ -25,6 +24,7 @@ from sphere.evaluation.general_scoring import (
     pick_label,
     strict_metrics,
 )
+from sphere.evaluation.general_tasks import TASKS, GeneralItem, GeneralTask, check_task_names, load_items
 from sphere.evaluation.generate import generate_texts
 from sphere.evaluation.registry import EvalView, Moment, register_evaluator
 from sphere.evaluation.scoring import score_continuations

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from editors.core.footprint import ALWAYS, Footprint, PlanItem, ShapeInfo, dtype_name
 from editors.core.protocol import Placement
+from sphere.errors import check_choice
 from sphere.method.projection import (
     FLOAT64_MAX_NUMEL,
     METHODS,
@@ -20,7 +21,6 @@ from sphere.method.projection import (
     SphereProjection,
     check_alpha,
     check_beta_or_rank,
-    check_choice,
 )
 
 # The phases of a batch in which SPHERE's workspaces live (the run plan: sphere/run/plan.py).

@@ -18,6 +18,7 @@ from typing import Literal
 import torch
 
 from editors.core.solvers import full_precision
+from sphere.errors import check_choice
 
 Method = Literal["auto", "gram", "naive"]
 Reference = Literal["current", "pretrained"]
@@ -70,11 +71,6 @@ def check_beta_or_rank(beta: float | None, rank: int | None) -> None:
         raise ValueError(
             f"sphere.rank={rank!r} must be a positive integer (or null to choose r by sphere.beta)"
         )
-
-
-def check_choice(key: str, value: object, allowed: tuple) -> None:
-    if value not in allowed:
-        raise ValueError(f"{key}={value!r} is not allowed; choose one of {', '.join(map(str, allowed))}")
 
 
 def rank_for_energy(eigenvalues_desc: torch.Tensor, beta: float, cap: int) -> int:

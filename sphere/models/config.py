@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from sphere.method.projection import check_choice
+from sphere.errors import check_choice
 
 
 @dataclass

@@ -1,1 +1,3 @@
-"""What a person reads after a run: the summary table and the plots of metrics and HE against edits."""
+"""What a person reads about runs: ``sphere-report``'s tables, figures and one HTML page from run
+directories (collect → aggregate → tables/, figures/, paired comparisons → html; ``build`` runs them
+all), and the figures of one run drawn at its end (``figures.run_curves``)."""

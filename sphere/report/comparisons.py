@@ -16,9 +16,9 @@ import pandas as pd
 from sphere.evaluation.catalogue import metric
 from sphere.evaluation.he import HE_ABS, HE_SIGNED
 from sphere.report import correlation, mcnemar, paired
+from sphere.report.aggregate import describe
 from sphere.report.collect import Collection
 from sphere.report.paired import ALPHA, Comparison
-from sphere.report.stats import describe
 
 
 @dataclass

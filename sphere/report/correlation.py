@@ -28,10 +28,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
 from sphere.evaluation.catalogue import headline
 from sphere.evaluation.he import HE_ABS
-from sphere.report.stats import within_group_correlation
 
 _PERMUTATIONS = 9_999
 _EXACT_MAX = 10_000  # enumerate every permutation when there are at most this many
@@ -55,6 +55,27 @@ def points(curves: pd.DataFrame, metric: str, x: str = HE_ABS) -> pd.DataFrame:
         return pd.DataFrame(columns=["run_id", "setting_id", "block", "n_edits_done", "x", "y"])
     wide = wide.dropna(subset=[x, metric]).rename(columns={x: "x", metric: "y"})
     return wide[["run_id", "setting_id", "n_edits_done", "x", "y"]]
+
+
+def within_group_correlation(x: pd.Series, y: pd.Series, groups: pd.Series) -> tuple[float, float, int]:
+    """Pearson's r of x and y after removing each group's mean, its two-sided p, and the residual df.
+
+    Why: HE change and edit quality both drift with the number of edits, so a pooled correlation over
+    (run, number of edits) points is partly that shared trend. Centring within each number of edits
+    asks the paper's question at fixed length: does the run whose HE drifted more edit worse? This is
+    the partial correlation given one dummy per group; df = n − groups − 1 (one more per group mean
+    than a plain r). (nan, nan, df) when df < 1 or a centred variable is constant.
+    """
+    frame = pd.DataFrame({"x": x.to_numpy(float), "y": y.to_numpy(float), "g": groups.to_numpy()})
+    centred = frame[["x", "y"]] - frame.groupby("g")[["x", "y"]].transform("mean")
+    df = len(frame) - frame["g"].nunique() - 1
+    sx, sy = float((centred["x"] ** 2).sum()), float((centred["y"] ** 2).sum())
+    if df < 1 or sx == 0 or sy == 0:
+        return math.nan, math.nan, df
+    r = float((centred["x"] * centred["y"]).sum()) / math.sqrt(sx * sy)
+    r = max(-1.0, min(1.0, r))
+    t = r * math.sqrt(df / max(1.0 - r * r, 1e-300))
+    return r, float(2 * sps.t.sf(abs(t), df)), df
 
 
 def _r(x: np.ndarray, y: np.ndarray) -> float:

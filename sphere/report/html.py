@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from sphere.evaluation.catalogue import change_metrics, metric, table_metrics
-from sphere.report.figures import Figure
-from sphere.report.tables import DAGGER, Table, cell_text, fmt_value, legend_lines, runs_text
+from sphere.report.figures.base import Figure
+from sphere.report.tables.formatting import DAGGER, cell_text, fmt_value, legend_lines, runs_text
+from sphere.report.tables.model import Table
 
 _NBH = "\u2011"  # non-breaking hyphen
 

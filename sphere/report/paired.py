@@ -32,8 +32,8 @@ from scipy import stats as sps
 
 from sphere.evaluation.catalogue import catalogue, change_metrics
 from sphere.evaluation.he import HE_ABS
+from sphere.report.aggregate import t_halfwidth
 from sphere.report.collect import BLOCK_COLS, Collection, config_differences
-from sphere.report.stats import t_halfwidth
 
 ALPHA = 0.05
 PAIR_COLS = [*BLOCK_COLS, "editor", "seed"]

@@ -17,6 +17,7 @@ import torch
 
 from sphere.io import CorruptFileError, load_tensors, save_tensors
 
+CHECKPOINT_DIR = "checkpoint"  # under the run directory: the two files below
 FILENAME = "checkpoint.safetensors"
 W0_FILENAME = "w0.safetensors"
 

@@ -18,10 +18,9 @@ from omegaconf.errors import OmegaConfBaseException
 from editors.core.model_spec import num_layers
 from editors.core.weights import weight_param
 from sphere.data.config import DatasetConfig
-from sphere.errors import ConfigError
+from sphere.errors import ConfigError, check_choice
 from sphere.evaluation.config import EvalConfig
 from sphere.method.placement import SphereConfig, resolve_placement
-from sphere.method.projection import check_choice
 from sphere.models.config import ModelConfig
 from sphere.run.identity import resume_mode
 

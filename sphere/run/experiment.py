@@ -1,27 +1,46 @@
-"""One experiment from a validated config: records, model, run, tracker, summary, plots."""
+"""One experiment from a validated config: records, model, run, tracker, summary (and the figures
+its caller draws: the run layer draws nothing itself)."""
 
 from __future__ import annotations
 
-import json
 import logging
-import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
-from sphere.data.records import RecordList
 from sphere.errors import ConfigError
 from sphere.io import atomic_write_text
+from sphere.run.build import edit_stream
 from sphere.run.config import Settings, validate
 from sphere.run.identity import Decision, clear_outputs, decide
+from sphere.run.rundir import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    METRICS_FILE,
+    OUTCOMES_FILE,
+    PATCH_FILE,
+    SUMMARY_FILE,
+    format_summary,
+    load_checkpoint,
+    read_summary,
+    write_summary_text,
+)
+
+# Draws a run's figures from its directory and returns their files (the report's ``plot_run``).
+DrawFigures = Callable[[Path], list[Path]]
 
 log = logging.getLogger(__name__)
 
 
-def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+def run_experiment(cfg: DictConfig, out_dir: Path, draw: DrawFigures | None = None) -> dict[str, Any]:
     """Validate, load, edit, evaluate; returns the summary (also written to ``out_dir``).
+
+    ``draw``: with ``run.plots``, called on ``out_dir`` once summary.txt is written and before the
+    W&B run is finished, so that its figures go into the run as images; ``sphere.api.run_config``
+    passes the report's ``plot_run``. Without it no figures are drawn (the run layer draws nothing).
 
     With ``run.plan`` only the memory and disk plan is printed (nothing is loaded or written); a
     real run checks the same plan before loading the model (``run.plan_check``). With
@@ -33,9 +52,7 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
 
     from sphere.data import check_tokenizable
     from sphere.models import load_model, model_id
-    from sphere.report.plots import plot_run
-    from sphere.report.summary import format_summary
-    from sphere.run.checkpoint import load_checkpoint
+    from sphere.run.patch import save_run_patch
     from sphere.run.runner import SequentialRun
     from sphere.run.tracking import Tracker
 
@@ -46,10 +63,10 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     # Decided before anything is loaded: a run directory of another configuration is refused here.
     decision = None if s.run.prepare else _decide(s, out_dir, config_text)
     if decision is not None and decision.action == "finished":  # summary.json is written last
-        summary = json.loads((out_dir / "summary.json").read_text())
+        summary = read_summary(out_dir)
         print(f"\n{format_summary(summary)}\nrun directory: {out_dir} (finished earlier; not re-run)")
         return summary
-    records = _records(s)
+    records = edit_stream(s)
     if s.run.plan_check:
         _check_plan(s, len(records))
     if decision is not None:
@@ -57,7 +74,7 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             log.info("starting over in %s (%s): its previous outputs are deleted", out_dir, decision.why)
             clear_outputs(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out_dir / "config.yaml", config_text)
+        atomic_write_text(out_dir / CONFIG_FILE, config_text)
     torch.manual_seed(s.run.seed)
     model, tok = load_model(s.model, s.run.cache_dir)
     check_tokenizable(records, tok, source=s.dataset.path)  # empty targets fail here, not mid-run
@@ -72,7 +89,7 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         return {"prepared": True}
     state = None
     if decision is not None and decision.action == "resume":
-        state = load_checkpoint(out_dir / "checkpoint")  # decide() saw it; a damaged one raises
+        state = load_checkpoint(out_dir / CHECKPOINT_DIR)  # decide() saw it; a damaged one raises
         if state is not None:
             n = int(state["progress"]["n_edits"])
             log.info("resuming from %s after %d edits (same configuration)", out_dir, n)
@@ -105,15 +122,12 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         if records.skipped:
             summary["skipped_records"] = records.skipped
         tracker.write_summary(summary)
-        text = format_summary(summary)
-        atomic_write_text(out_dir / "summary.txt", text + "\n")
+        text = write_summary_text(out_dir, summary)
         # Drawn before the W&B run is finished, so that the figures go into it as images.
-        tracker.log_images(plot_run(out_dir) if s.run.plots else [])
+        tracker.log_images(draw(out_dir) if s.run.plots and draw is not None else [])
         tracker.log_artifact("run", [out_dir / f for f in RUN_ARTIFACT_FILES])
         if s.logger.log_patch and tracker.run is not None:
-            from sphere.export import save_run_patch
-
-            patch = save_run_patch(runner, out_dir / "patch.safetensors", int(summary["n_edits"]))
+            patch = save_run_patch(runner, out_dir / PATCH_FILE, int(summary["n_edits"]))
             tracker.log_artifact("patch", [patch], metadata={"n_edits": summary["n_edits"]})
     finally:
         tracker.finish()
@@ -122,7 +136,7 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
 
 
 # The run's small files, uploaded as one W&B artifact at the end (the checkpoint is not: too big).
-RUN_ARTIFACT_FILES = ("config.yaml", "summary.json", "metrics.jsonl", "outcomes.jsonl")
+RUN_ARTIFACT_FILES = (CONFIG_FILE, SUMMARY_FILE, METRICS_FILE, OUTCOMES_FILE)
 
 
 def run_name(s: Settings, sweep: dict[str, Any] | None) -> str:
@@ -143,9 +157,9 @@ def run_name(s: Settings, sweep: dict[str, Any] | None) -> str:
 
 def _shown_in_name(key: str, value: str) -> bool:
     """Overrides that say what a job computes (not paths, Hydra, W&B or resume settings)."""
-    from sphere.run.sweep import _NOT_IN_NAME
+    from sphere.run.sweep import NOT_IN_NAME
 
-    return not f"{key}=".startswith(_NOT_IN_NAME) and "/" not in value and key != "run.objective"
+    return not f"{key}=".startswith(NOT_IN_NAME) and "/" not in value and key != "run.objective"
 
 
 def objective(cfg: DictConfig, result: dict[str, Any]) -> float | None:
@@ -239,32 +253,3 @@ def _hydra_sweep() -> dict[str, Any] | None:
             **({"swept/experiment": preset} if preset else {}),
         },
     }
-
-
-def _records(s: Settings) -> RecordList:
-    """The edit stream: all usable records, shuffled with the run seed if asked, cut to the limit.
-
-    A limit above the number of usable records is an error, not a silently shorter run.
-    """
-    from sphere.data import load_records
-
-    records = load_records(
-        s.dataset.kind,
-        s.dataset.path,
-        limit=None,
-        skip_malformed=s.dataset.skip_malformed,
-        zsre_target=s.dataset.zsre_target,
-    )
-    limit = s.dataset.limit
-    if limit is not None and limit > len(records):
-        raise ConfigError(
-            f"dataset.limit={limit} but {s.dataset.path} has only {len(records)} usable records; "
-            "lower dataset.limit or set it to null for all"
-        )
-    if s.dataset.shuffle:
-        order = list(range(len(records)))
-        random.Random(s.run.seed).shuffle(order)
-        picked = [records[i] for i in order[:limit]]
-    else:
-        picked = list(records[:limit])
-    return RecordList(picked, skipped=records.skipped)  # the count goes into the summary

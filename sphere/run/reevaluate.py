@@ -2,9 +2,9 @@
 
 The run is rebuilt from its own ``config.yaml`` (same model, same seed, so the same record stream),
 with ``key=value`` overrides applied to it (typically ``eval.*``). Each point's weights come from
-:mod:`sphere.run.saved`; the records measured are those edited by then, as in the reference's
-``evaluate_each_epoch.py`` (the first k records), and ``n_edits = 0`` measures the unedited model
-on all records. Results go to ``<run>/reeval/<tag>.json``, rewritten atomically after each point.
+:mod:`sphere.run.saved` (``load_point``); the records measured are those edited by then, as in the
+reference's ``evaluate_each_epoch.py`` (the first k records), and ``n_edits = 0`` measures the
+unedited model on all records. Results go to ``<run>/reeval/<tag>.json``, rewritten atomically after each point.
 """
 
 from __future__ import annotations
@@ -20,13 +20,23 @@ from omegaconf.errors import OmegaConfBaseException
 
 from sphere.errors import ConfigError
 from sphere.io import atomic_write_json
+from sphere.run.rundir import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    REEVAL_DIR,
+    SUMMARY_FILE,
+    load_point,
+    resolve_points,
+    split_per_layer,
+    write_summary_text,
+)
 
 log = logging.getLogger(__name__)
 
 
 def run_config_with(run_dir: Path, overrides: Sequence[str] = ()) -> DictConfig:
     """The run's resolved config with ``key=value`` overrides merged in (unknown keys refused)."""
-    path = Path(run_dir) / "config.yaml"
+    path = Path(run_dir) / CONFIG_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path} not found; pass a run directory written by sphere-edit")
     cfg = OmegaConf.load(path)
@@ -47,39 +57,15 @@ def tag_for(overrides: Sequence[str]) -> str:
 def rebuild(run_dir: Path, overrides: Sequence[str] = ()):
     """(runner, records) of the saved run, ready to load weights into and measure."""
     from sphere.models import load_model, model_id
+    from sphere.run.build import edit_stream
     from sphere.run.config import validate
-    from sphere.run.experiment import _records
     from sphere.run.runner import SequentialRun
 
     s = validate(run_config_with(run_dir, overrides))
     s.eval.protocol = "edited_so_far"  # re-evaluation measures the model, not a log of past batches
-    records = _records(s)
+    records = edit_stream(s)
     model, tok = load_model(s.model, s.run.cache_dir)
     return SequentialRun(s, model, tok, model_id(s.model), records, Path(run_dir)), records
-
-
-def load_point(runner, records, run_dir: Path, n_edits: int):
-    """Put the run's weights after ``n_edits`` edits into the runner's model; returns a context
-    manager under which the model is the evaluated one, and the records edited by then."""
-    import contextlib
-
-    from sphere.run.checkpoint import load_checkpoint
-    from sphere.run.saved import kept_path, load_kept
-    from sphere.run.state import Progress
-
-    run_dir = Path(run_dir)
-    kept = kept_path(run_dir, n_edits)
-    if kept.exists():
-        for layer, w in load_kept(kept).items():
-            runner.ctx.weights.write(layer, w)
-        return contextlib.nullcontext(), list(records[:n_edits])
-    state = load_checkpoint(run_dir / "checkpoint")
-    if state is None or int(state["progress"]["n_edits"]) != n_edits:
-        raise FileNotFoundError(f"{run_dir}: no weights saved at {n_edits} edits")
-    progress: Progress = runner._restore(state)
-    bs = runner.s.dataset.batch_size
-    batches = [records[i : i + bs] for i in range(0, len(records), bs)]
-    return runner.evaluated_weights(), runner.edited_records(batches, progress)
 
 
 def merge_into_run(run_dir: Path, result: dict[str, Any]) -> None:
@@ -92,9 +78,8 @@ def merge_into_run(run_dir: Path, result: dict[str, Any]) -> None:
     import json
 
     from sphere.io import atomic_write_text
-    from sphere.report.summary import format_summary, split_per_layer
 
-    rows_path, summary_path = run_dir / "metrics.jsonl", run_dir / "summary.json"
+    rows_path, summary_path = run_dir / METRICS_FILE, run_dir / SUMMARY_FILE
     rows = []
     for line in rows_path.read_text(encoding="utf-8").splitlines():
         try:
@@ -120,7 +105,7 @@ def merge_into_run(run_dir: Path, result: dict[str, Any]) -> None:
         if notes:
             summary["notes"] = notes
         atomic_write_json(summary_path, summary)
-        atomic_write_text(run_dir / "summary.txt", format_summary(summary) + "\n")
+        write_summary_text(run_dir, summary)
 
 
 def reevaluate(
@@ -134,12 +119,10 @@ def reevaluate(
     ``pre`` also measures the unedited model; ``merge`` adds the results to the run's own
     metrics.jsonl and summary.json (:func:`merge_into_run`). Returns (and writes)
     ``{"overrides", "points", "notes"}``."""
-    from sphere.run.saved import resolve_points
-
     run_dir = Path(run_dir)
     points = resolve_points(run_dir, at)
     runner, records = rebuild(run_dir, overrides)
-    out_path = run_dir / "reeval" / f"{tag_for(overrides)}.json"
+    out_path = run_dir / REEVAL_DIR / f"{tag_for(overrides)}.json"
     result: dict[str, Any] = {"overrides": list(overrides), "points": [], "notes": {}}
     todo = ([0] if pre and 0 not in points else []) + points
     for n in todo:

@@ -3,8 +3,8 @@
 The paper's protocol, and nothing else: measure the unedited model; for each batch, edit, log the
 update and what the evaluators scheduled for a batch return, checkpoint; measure the final model.
 The runner knows no editor and no metric by name: the editor comes from the registry with its
-resources (``statistics.build_context``), SPHERE from its placement (``method.placement``), the
-metrics from the evaluators named in ``eval.evaluators``.
+resources and SPHERE's transform (``sphere.run.build.build_editor``), the metrics from the
+evaluators named in ``eval.evaluators``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from editors import get_editor
 from editors.core.faults import kill_point
 from editors.core.model_spec import spec_for
 from editors.core.progress import progress as progress_bar
@@ -32,9 +31,8 @@ from editors.core.weights import (
 from sphere.data.records import EditRecord
 from sphere.errors import ConfigError
 from sphere.evaluation.registry import EvalView, Moment, OutcomeSource, get_evaluator
-from sphere.method.placement import sphere_transform
-from sphere.report.summary import build_summary
-from sphere.run.checkpoint import load_checkpoint, map_w0, save_checkpoint, write_w0
+from sphere.run.build import build_editor
+from sphere.run.checkpoint import CHECKPOINT_DIR, load_checkpoint, map_w0, save_checkpoint, write_w0
 from sphere.run.config import Settings, check_against_model
 from sphere.run.eval_subset import edited_subset, subset_positions
 from sphere.run.identity import resume_mode
@@ -43,7 +41,7 @@ from sphere.run.provenance import collect as collect_provenance
 from sphere.run.provenance import one_line
 from sphere.run.saved import kept_path, save_kept
 from sphere.run.state import Progress
-from sphere.run.statistics import build_context
+from sphere.run.summary import build_summary
 from sphere.run.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -56,21 +54,21 @@ class SequentialRun:
         self.s, self.model, self.tok, self.records, self.out_dir = s, model, tok, list(records), out_dir
         self.model_id = model_id
         self.spec = spec_for(model)
-        entry = get_editor(s.editor_name)
-        self.placement = entry.placement(s.editor)
-        self.sphere = sphere_transform(s.sphere, self.placement, s.editor_name)
-        self.ctx = build_context(
+        built = build_editor(
             model,
             tok,
             self.spec,
             model_id,
+            s.editor_name,
+            s.editor,
+            s.sphere,
             stats_cfg=s.model.stats,
             cache_dir=s.run.cache_dir,
             seed=s.run.seed,
             forward_batch_size=s.run.forward_batch_size,
-            transforms=[self.sphere] if self.sphere else [],
         )
-        self.editor = entry.build(s.editor, self.ctx)
+        self.placement, self.sphere = built.placement, built.sphere
+        self.ctx, self.editor = built.ctx, built.editor
         self.layers: list[int] = list(self.editor.layers)
         check_against_model(s, model, self.spec, self.layers)
         if self.spec.post_mlp_norm:
@@ -139,7 +137,7 @@ class SequentialRun:
         s, n_total, bs = self.s, len(self.records), self.s.dataset.batch_size
         provenance = self._provenance()
         batches = [self.records[i : i + bs] for i in range(0, n_total, bs)]
-        ckpt_dir = self.out_dir / "checkpoint"
+        ckpt_dir = self.out_dir / CHECKPOINT_DIR
         if state is None and resume_mode(s.run.resume) == "true":
             state = load_checkpoint(ckpt_dir)
         if state is None:
@@ -148,7 +146,7 @@ class SequentialRun:
             with _timed(progress, "setup_s"):
                 self.editor.setup()  # templates, statistics, projectors: on the unedited model
         else:
-            progress = self._restore(state)
+            progress = self.restore(state)
             self._pretrained_from_file(ckpt_dir, fresh=False)
 
         if s.run.keep_at and not kept_path(self.out_dir, 0).exists():
@@ -331,7 +329,9 @@ class SequentialRun:
         write_w0(ckpt_dir, {str(k): v for k, v in self.ctx.w0.items()}, force=fresh)
         self.ctx.w0 = {int(k): v for k, v in map_w0(ckpt_dir).items()}
 
-    def _restore(self, state: dict[str, Any]) -> Progress:
+    def restore(self, state: dict[str, Any]) -> Progress:
+        """Put a loaded checkpoint (``load_checkpoint``) back: weights, W₀, editor, transform and
+        evaluator states; returns its progress. Resuming and re-evaluating a saved run use it."""
         for key, w in state["weights"].items():
             self.ctx.weights.write(int(key), w)
         self.ctx.w0 = {int(k): v for k, v in state["w0"].items()}

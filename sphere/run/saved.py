@@ -4,18 +4,21 @@ Two sources: ``kept/edits_<n>.safetensors`` (``run.keep_at``; the weights *as ev
 transforms applied, plus ``edits_0`` = W₀, the reference's ``edit_0.pth``) and the resume checkpoint
 (live weights + editor state, at its last number of edits; the evaluated view is rebuilt through
 the runner, so PRUNE's readout restraint is applied exactly as in the run). ``sphere-eval`` and
-``sphere-export`` read both through :func:`edited_weights`.
+``sphere-export`` read both through :func:`load_point`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from sphere.io import load_tensors, read_metadata, save_tensors
+from sphere.run.checkpoint import CHECKPOINT_DIR, FILENAME, load_checkpoint
 
 KEPT_DIR = "kept"
 _KEPT = re.compile(r"edits_(\d+)\.safetensors$")
@@ -45,7 +48,7 @@ def saved_points(run_dir: Path) -> dict[int, str]:
     """{number of edits: "kept" | "checkpoint"} this run can be rebuilt at (kept files win)."""
     run_dir = Path(run_dir)
     points: dict[int, str] = {}
-    ckpt = run_dir / "checkpoint" / "checkpoint.safetensors"
+    ckpt = run_dir / CHECKPOINT_DIR / FILENAME
     if ckpt.exists():
         meta = read_metadata(ckpt)
         points[int(json.loads(meta["state"])["progress"]["n_edits"])] = "checkpoint"
@@ -79,3 +82,22 @@ def resolve_points(run_dir: Path, at: str) -> list[int]:
             "(keep more with run.keep_at=[...] when editing)"
         )
     return wanted
+
+
+def load_point(runner: Any, records: list, run_dir: Path, n_edits: int) -> tuple[Any, list]:
+    """Put the run's weights after ``n_edits`` edits into the runner's model (a ``SequentialRun``
+    rebuilt from the run's config); returns a context manager under which the model is the
+    evaluated one, and the records edited by then."""
+    run_dir = Path(run_dir)
+    kept = kept_path(run_dir, n_edits)
+    if kept.exists():
+        for layer, w in load_kept(kept).items():
+            runner.ctx.weights.write(layer, w)
+        return contextlib.nullcontext(), list(records[:n_edits])
+    state = load_checkpoint(run_dir / CHECKPOINT_DIR)
+    if state is None or int(state["progress"]["n_edits"]) != n_edits:
+        raise FileNotFoundError(f"{run_dir}: no weights saved at {n_edits} edits")
+    progress = runner.restore(state)
+    bs = runner.s.dataset.batch_size
+    batches = [records[i : i + bs] for i in range(0, len(records), bs)]
+    return runner.evaluated_weights(), runner.edited_records(batches, progress)

@@ -32,6 +32,8 @@ from sphere.models.config import StatsConfig
 
 log = logging.getLogger(__name__)
 
+FORWARD_BATCH_SIZE = 64  # texts per forward pass when a context reads keys (run.forward_batch_size)
+
 
 def build_context(
     model: nn.Module,
@@ -42,7 +44,7 @@ def build_context(
     stats_cfg: StatsConfig,
     cache_dir: str | Path,
     seed: int = 0,
-    forward_batch_size: int = 64,
+    forward_batch_size: int = FORWARD_BATCH_SIZE,
     transforms: Sequence[UpdateTransform] = (),
 ) -> EditContext:
     """The editor's resources: key statistics and derived artifacts, cached under ``cache_dir``.

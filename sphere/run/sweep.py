@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,14 +28,27 @@ from sphere.io import atomic_write_json, safe_name
 from sphere.run.identity import resume_mode
 
 # Overrides that do not change what a job computes (or are paths): left out of its directory name.
-_NOT_IN_NAME = ("hydra.", "+hydra.", "experiment=", "+experiment=", "run.resume=", "run.cache_dir=", "logger")
+NOT_IN_NAME = ("hydra.", "+hydra.", "experiment=", "+experiment=", "run.resume=", "run.cache_dir=", "logger")
+
+
+def _readable(text: str) -> str:
+    """A name part a shell reads as is: letters, digits, '.', '_' and '-' only ('/' → '_', list
+    brackets and quotes dropped, any other run of characters, e.g. a list's ',', → '-')."""
+    text = re.sub(r"[\[\]{}()'\"]", "", text.replace("/", "_").replace(os.sep, "_"))
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text)
 
 
 def job_dirname(overrides: Sequence[str]) -> str:
     """The directory name of a sweep job: its overrides, sorted, without launcher/logging/resume
-    keys, '/' replaced; the same command gives every job the same name again (resuming needs it)."""
-    kept = sorted(o for o in overrides if not o.startswith(_NOT_IN_NAME))
-    name = ",".join(kept).replace("/", "_").replace(os.sep, "_") or "default"
+    keys, as ``key-value`` joined by ``_`` (``editor=memit sphere=on run.seed=1`` →
+    ``editor-memit_run.seed-1_sphere-on``; ``run.keep_at=[100]`` → ``run.keep_at-100``), in
+    [A-Za-z0-9._-] only; the same command gives every job the same name again (resuming needs it)."""
+    kept = sorted(o for o in overrides if not o.startswith(NOT_IN_NAME))
+    items = []
+    for override in kept:
+        key, eq, value = override.partition("=")
+        items.append(_readable(key.lstrip("+~")) + ("-" + _readable(value) if eq else ""))
+    name = "_".join(items).strip(".-") or "default"
     return name[:200]
 
 

@@ -14,6 +14,7 @@ from typing import Any, cast
 from editors.core.faults import kill_point
 from sphere.io import atomic_write_json, atomic_write_text
 from sphere.run.config import LoggerConfig
+from sphere.run.rundir import METRICS_FILE, SUMMARY_FILE
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class Tracker:
     ):
         self.out_dir = out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
-        self.metrics_path = out_dir / "metrics.jsonl"
+        self.metrics_path = out_dir / METRICS_FILE
         if resume_from_edits is not None and self.metrics_path.exists():
             # Keep what the checkpoint covers; the resumed run logs the rest again (a final row, or
             # a line cut short by a kill mid-append, is dropped too: nothing twice, nothing lost).
@@ -154,7 +155,7 @@ class Tracker:
         return rows
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        atomic_write_json(self.out_dir / "summary.json", summary)
+        atomic_write_json(self.out_dir / SUMMARY_FILE, summary)
         flat = {k: v for k, v in summary.items() if isinstance(v, int | float)}
         flat.update(
             {f"pre/{k}": v for k, v in (summary.get("pre") or {}).items() if isinstance(v, int | float)}

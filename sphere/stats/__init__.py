@@ -23,12 +23,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from sphere.errors import ConfigError
-from sphere.models.config import ModelConfig
+
+if TYPE_CHECKING:  # torch and the model loaders are imported only when statistics are computed
+    from sphere.models.config import ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,8 @@ def rank_device(cfg: ModelConfig, ranks: Ranks) -> str:
     run on CUDA (``model.device`` auto with a GPU, or cuda[:n]), else ``model.device``."""
     if not ranks.distributed:
         return cfg.device
+    import torch
+
     wants_cuda = cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())
     if not wants_cuda:
         return cfg.device
@@ -114,6 +116,7 @@ def precompute_stats(
     the texts over the processes and sums their accumulators; without it, one process does all.
     Layers already cached (or found in ``model.stats.precomputed``) are skipped unless ``force``.
     """
+    import torch
     import torch.distributed as dist
 
     from editors.core.covariance import collect_second_moments, weights_digest

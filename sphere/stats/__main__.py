@@ -2,6 +2,6 @@
 
 import sys
 
-from sphere.cli.stats import main
+from sphere.stats.command import main
 
 sys.exit(main())

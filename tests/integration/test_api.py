@@ -6,7 +6,7 @@ import re
 
 import pytest
 import torch
-from conftest import ROOT, restored, tiny
+from helpers import ROOT, restored, tiny
 
 import sphere
 from editors.core.weights import read_weight

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import DISTINCT8, restored, settings
+from helpers import DISTINCT8, restored, settings
 from virtual_devices import DeviceMismatch, split
 
 from editors.core.covariance import weights_digest
@@ -95,7 +95,7 @@ def edit_twice(model, tok, s, tmp: Path, mode=None):
         run._checkpoint(tmp / "checkpoint", Progress())
         for layer in run.layers:  # lose the edit, then take it back from the checkpoint
             run.ctx.weights.write(layer, run.ctx.pretrained(layer))
-        run._restore(load_checkpoint(tmp / "checkpoint"))
+        run.restore(load_checkpoint(tmp / "checkpoint"))
         run.editor.apply([records[1].request])
         deltas = {}
         with run.evaluated_weights():

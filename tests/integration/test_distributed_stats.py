@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 import torch.distributed as dist
-from conftest import ROOT, settings
+from helpers import ROOT, settings
 
 from editors.core.covariance import StatsOptions, collect_second_moments
 from editors.core.model_spec import spec_for

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import DISTINCT8, random_psd, restored, settings
+from helpers import DISTINCT8, random_psd, restored, settings
 
 from editors.core.solvers import alphaedit_delta, nullspace_projector
 from editors.core.weights import read_weight, write_weight

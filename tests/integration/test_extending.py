@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 import torch
-from conftest import ROOT, restored, settings
+from helpers import ROOT, restored, settings
 
 from editors.core.protocol import Editor
 from editors.core.weights import read_weight
@@ -22,9 +22,10 @@ NEW_EDITOR = '''
 """Half-MEMIT (a test plug-in): MEMIT whose every update is scaled by `shrink`."""
 from dataclasses import dataclass
 
+from editors.core.footprint import ALWAYS, Footprint, PlanItem
 from editors.core.hparams import knob
 from editors.core.spread import SPREAD_PLACEMENT, SpreadEditor
-from editors.memit import MEMITHParams, memit_solve
+from editors.memit import MEMITHParams, memit_footprint, memit_solve
 from editors.registry import register_editor
 
 
@@ -43,7 +44,26 @@ class HalfHParams(MEMITHParams):
     shrink: float = knob(0.5, "factor applied to every update")
 
 
-@register_editor("_test_half", hparams=HalfHParams, placement=SPREAD_PLACEMENT)
+def half_footprint(shape, hp):
+    """MEMIT's pieces plus a buffer of its own: one d_model x d_ff matrix per edited layer."""
+    extra = PlanItem(
+        "half-MEMIT: shrink buffer",
+        "device",
+        len(shape.layers) * shape.d_model * shape.d_ff * 4,
+        f"{len(shape.layers)} x {shape.d_model}x{shape.d_ff} x 4 B",
+        (ALWAYS,),
+        "set editor.shrink=1",
+    )
+    return memit_footprint(shape, hp) + Footprint([extra])
+
+
+@register_editor(
+    "_test_half",
+    hparams=HalfHParams,
+    placement=SPREAD_PLACEMENT,
+    display_name="Half-MEMIT",
+    footprint=half_footprint,
+)
 def half(hp, ctx):
     """MEMIT, scaled."""
     return SpreadEditor(hp, ctx, memit_solve(hp), own_transforms=[Shrink(hp.shrink)])
@@ -57,10 +77,17 @@ shrink: 0.25
 
 NEW_EVALUATOR = '''
 """Counts the records an evaluation saw (a test plug-in)."""
+from sphere.evaluation.catalogue import Metric
 from sphere.evaluation.registry import register_evaluator
 
 
-@register_evaluator("_test_count")
+@register_evaluator(
+    "_test_count",
+    metrics=[
+        Metric("count/records", "Records counted", unit="records", better=-1, order=95),
+        Metric("count/n_edits", "Edits counted", unit="edits", better=0, table=False),
+    ],
+)
 class Count:
     moments = frozenset({"pre", "final"})
 
@@ -78,47 +105,58 @@ class Count:
 '''
 
 
+def _cli(module: str, *args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=600, cwd=cwd
+    )
+
+
 def test_a_new_editor_and_evaluator_are_one_file_each(tmp_path):
+    """The issue's contract: an editor with a memory footprint and an evaluator with new metrics,
+    each one file (plus the editor's yaml), reach the plan, the run summary and the report's tables
+    with no other file edited."""
     files = {
         ROOT / "editors" / "_test_half.py": NEW_EDITOR,
         ROOT / "configs" / "editor" / "_test_half.yaml": NEW_CONFIG,
         ROOT / "sphere" / "evaluation" / "_test_count.py": NEW_EVALUATOR,
     }
-    out = tmp_path / "run"
+    out = tmp_path / "runs" / "half"
+    common = ["model=tiny-llama", "editor=_test_half", "sphere=on", "logger=none"]
     try:
         for path, text in files.items():
             path.write_text(textwrap.dedent(text))
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "sphere.cli.edit",
-                "model=tiny-llama",
-                "editor=_test_half",
-                "sphere=on",
-                "logger=none",
-                "dataset.limit=4",
-                "dataset.batch_size=2",
-                "eval.evaluators=[edit_quality,he,_test_count]",
-                "run.plots=false",
-                f"run.cache_dir={tmp_path / 'cache'}",
-                f"hydra.run.dir={out}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=600,
+        plan = _cli("sphere.cli.edit", *common, "run.plan=true", cwd=tmp_path)
+        proc = _cli(
+            "sphere.cli.edit",
+            *common,
+            "dataset.limit=4",
+            "dataset.batch_size=2",
+            "eval.evaluators=[edit_quality,he,_test_count]",
+            "run.plots=false",
+            f"run.cache_dir={tmp_path / 'cache'}",
+            f"hydra.run.dir={out}",
             cwd=tmp_path,
         )
+        report = _cli("sphere.cli.report", str(tmp_path / "runs"), "-o", str(tmp_path / "report"), "-q", cwd=tmp_path)
     finally:
         for path in files:
             path.unlink(missing_ok=True)
+    # the plan: the editor's own footprint item, sized from the model's shape (2 layers x 64 x 256 x 4 B)
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    assert "half-MEMIT: shrink buffer" in plan.stdout and "shrink buffer" in plan.stdout
+    assert "solve workspace" in plan.stdout  # MEMIT's pieces it is built from
+    # the run and its summary: the evaluator's metrics, labelled from its declaration
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["editor"] == "_test_half" and summary["n_edits"] == 4
     assert summary["count/records"] == 4 and summary["count/n_edits"] == 4
     assert summary["pre"]["count/records"] == 4 and summary["pre"]["count/n_edits"] == 0
-    config = (out / "config.yaml").read_text()
-    assert "shrink: 0.25" in config
+    assert "count/records" in (out / "summary.txt").read_text()  # lower-is-better metrics too
+    assert "shrink: 0.25" in (out / "config.yaml").read_text()
+    # the report: the editor's display name and the new metric's column, no report file edited
+    assert report.returncode == 0, report.stderr[-3000:]
+    tables = "\n".join(f.read_text() for f in (tmp_path / "report").rglob("*.md"))
+    assert "Half-MEMIT" in tables and "Records counted" in tables
 
 
 @pytest.mark.parametrize("sphere", ["on"])  # with SPHERE: every transform point is exercised

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import DISTINCT8, restored, settings, tiny
+from helpers import DISTINCT8, restored, settings, tiny
 
 from editors.core.model_spec import spec_for
 from editors.core.weights import EditedWeights, NonFiniteUpdateError, read_weight

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import DISTINCT8
+from helpers import DISTINCT8
 from safetensors.torch import load_file
 
 ARGS = (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import DISTINCT8
+from helpers import DISTINCT8
 
 
 def test_prepare_fills_the_cache_a_run_then_reads(tmp_path, caplog):

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import DISTINCT8
+from helpers import DISTINCT8
 
 # per-record key (its group) -> summary column: rewrite → efficacy, paraphrase → generalization,
 # neighborhood → specificity (sphere/run/outcomes.py)
@@ -122,3 +122,30 @@ def test_summary_has_provenance(run_dir):
     assert p["data"]["path"] == "tests/assets/counterfact_distinct8.json"  # repo-relative, no machine path
     assert HEX64.fullmatch(p["data"]["sha256"])
     assert p["data"]["sha256"] == hashlib.sha256(Path(DISTINCT8).read_bytes()).hexdigest()
+
+
+def test_figures_are_drawn_by_the_layer_above_the_run(tmp_path, cache):
+    """run.plots=true: ``sphere.api.run_config`` (what sphere-edit and every sweep job call) draws
+    the run's figures into its directory; ``run_experiment`` alone draws none (the run layer
+    never draws: the import layers, tests/unit/test_layers.py)."""
+    from sphere.api import run_config
+    from sphere.run.experiment import run_experiment
+    from sphere.run.schema import compose_config
+
+    overrides = [
+        "model=tiny-llama",
+        "logger=none",
+        f"dataset.path={DISTINCT8}",
+        "dataset.limit=4",
+        "dataset.batch_size=4",
+        "run.plots=true",
+        "editor.v_num_grad_steps=1",
+        "model.stats.n_samples=50",
+        f"run.cache_dir={cache}",
+    ]
+    drawn = tmp_path / "drawn"
+    run_config(compose_config(overrides), drawn)
+    assert (drawn / "metrics_vs_edits.png").is_file() and (drawn / "he_vs_edits.png").is_file()
+    alone = tmp_path / "alone"
+    run_experiment(compose_config(overrides), alone)
+    assert (alone / "summary.json").is_file() and not list(alone.glob("*.png"))

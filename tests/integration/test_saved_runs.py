@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import DISTINCT8
+from helpers import DISTINCT8
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import DISTINCT8, restored, settings
+from helpers import DISTINCT8, restored, settings
 
 from sphere.data import load_records
 from sphere.run.eval_subset import subset_positions

@@ -50,13 +50,14 @@ def test_sweep_index_lists_every_job(sweep):
     jobs = index["jobs"]
     assert [j["num"] for j in jobs] == [0, 1, 2, 3]
     assert {Path(j["run_dir"]).name for j in jobs} == {
-        f"dataset.batch_size=2,dataset.limit=4,eval.every=2,run.keep_at=[2,4],run.seed={seed},sphere={s}"
+        f"dataset.batch_size-2_dataset.limit-4_eval.every-2_run.keep_at-2-4_run.seed-{seed}_sphere-{s}"
         for seed in (0, 1)
         for s in ("off", "on")
     }  # named by the overrides (not cache dir, logger, resume): the same command finds the same directories
     for j in jobs:
         assert (Path(j["run_dir"]) / "summary.json").exists() and 0 <= j["metrics"]["efficacy"] <= 100
         assert not j["skipped"]
+        assert (Path(j["run_dir"]) / "metrics_vs_edits.png").is_file()  # run.plots: every job draws
 
 
 def test_resuming_a_sweep_skips_finished_jobs(sweep):
@@ -167,7 +168,7 @@ def test_submitit_local_launcher_runs_a_job(tmp_path):
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    (run,) = out.glob("*run.seed=0,sphere=on")  # launcher keys are not part of the name
+    (run,) = out.glob("*run.seed-0_sphere-on")  # launcher keys are not part of the name
     assert (run / "summary.json").exists() and "hydra" not in run.name
     assert json.loads((out / "index.json").read_text())["counts"] == {"finished": 1}
     assert (out / ".submitit").is_dir()

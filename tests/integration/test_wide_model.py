@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, settings
+from helpers import ROOT, settings
 
 pytestmark = pytest.mark.slow
 

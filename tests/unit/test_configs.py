@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, settings
+from helpers import ROOT, settings
 
 from editors.registry import available_editors, get_editor
 from sphere.errors import ConfigError

@@ -367,13 +367,13 @@ def test_counterfact_edit_missing_names_places_fix_and_checksum(monkeypatch, tmp
 def test_counterfact_edit_selection_by_seed(cf_edit_shared, tmp_path):
     """dataset.shuffle draws ``limit`` records with run.seed (same seed: same records, same order);
     without it the first ``limit`` records in file order."""
-    from conftest import settings
+    from helpers import settings
 
-    from sphere.run.experiment import _records
+    from sphere.run.build import edit_stream
 
     def case_ids(*overrides: str) -> list[int]:
         s = settings("dataset.path=counterfact-edit", "dataset.limit=50", *overrides, tmp=tmp_path)
-        return [r.case_id for r in _records(s)]
+        return [r.case_id for r in edit_stream(s)]
 
     first = case_ids("dataset.shuffle=true", "run.seed=3")
     assert first == case_ids("dataset.shuffle=true", "run.seed=3")

@@ -6,7 +6,7 @@ import os
 
 import pytest
 import torch
-from conftest import tiny
+from helpers import tiny
 
 from sphere.models import dequantized
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import settings
+from helpers import settings
 
 from sphere.data.records import EditRecord
 from sphere.errors import ConfigError

@@ -12,10 +12,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
+from helpers import write_run
 from matplotlib.colors import to_rgb
 
 from sphere.report.build import build_report
-from sphere.report.style import (
+from sphere.report.figures.style import (
     EDITOR_COLOURS,
     axis_label,
     edits_axis,
@@ -24,7 +25,6 @@ from sphere.report.style import (
     scale_exponent,
     setting_styles,
 )
-from tests.unit.test_report import write_run
 
 
 def _settings(editors: list[str], sweep: int = 1) -> pd.DataFrame:

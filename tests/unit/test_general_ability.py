@@ -14,15 +14,6 @@ from pathlib import Path
 import pytest
 
 from sphere.data import download as dl
-from sphere.data.general_tasks import (
-    BUNDLED_DIR,
-    TASKS,
-    GeneralTask,
-    load_items,
-    load_rows,
-    read_jsonl,
-    read_nli_tsv,
-)
 from sphere.evaluation import general as general_mod
 from sphere.evaluation.config import EvalConfig, GeneralConfig
 from sphere.evaluation.general import GeneralAbility
@@ -39,6 +30,15 @@ from sphere.evaluation.general_scoring import (
     pick_label,
     soft_exact_match,
     strict_metrics,
+)
+from sphere.evaluation.general_tasks import (
+    BUNDLED_DIR,
+    TASKS,
+    GeneralTask,
+    load_items,
+    load_rows,
+    read_jsonl,
+    read_nli_tsv,
 )
 from sphere.evaluation.generate import generate_texts
 from sphere.evaluation.registry import EvalView, get_evaluator
@@ -540,7 +540,7 @@ def test_every_schedule_and_resume(monkeypatch, tiny_llama):
 
 
 def test_full_source_without_download_names_the_command(monkeypatch, tmp_path):
-    monkeypatch.setattr("sphere.data.general_tasks.DEFAULT_DEST", tmp_path)
+    monkeypatch.setattr("sphere.evaluation.general_tasks.DEFAULT_DEST", tmp_path)
     with pytest.raises(FileNotFoundError, match=r"scripts/download_data.py rect_open_qa"):
         GeneralAbility(_cfg(tasks=["open_qa"], source="full"))
     items, note = load_items(TASKS["sst2"], "full", 5)  # AlphaEdit sets: the bundled file is complete

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import random_psd, restored
+from helpers import random_psd, restored
 
 from editors.alphaedit import AlphaEditHParams
 from editors.core.covariance import StatsOptions, weights_digest

@@ -13,7 +13,7 @@ import time
 
 import pytest
 import torch
-from conftest import random_psd, settings
+from helpers import random_psd, settings
 
 import editors.core.solvers as solvers
 from editors.core.covariance import StatsOptions, collect_second_moments

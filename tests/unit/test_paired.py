@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import write_run  # the run-directory writer of the report tests
 from scipy import stats as sps
-from test_report import write_run  # the run-directory writer of the report tests
 
 from sphere.evaluation.he import he_summaries
 from sphere.report.build import build_report

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import settings
+from helpers import settings
 
 from editors.core.footprint import SOLVE, Footprint, PlanItem, ShapeInfo
 from editors.core.spread import SPREAD_PLACEMENT

@@ -81,7 +81,7 @@ def test_memit_family_spread_reaches_z_through_gemma3_norm(tmp_path, monkeypatch
     exactly with the map, and misses z without it (the old ΔW k-into-the-residual model)."""
     import dataclasses
 
-    from conftest import tiny
+    from helpers import tiny
 
     import editors.core.spread as spread
     from editors.core.keys import subject_outputs

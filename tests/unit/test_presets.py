@@ -210,8 +210,12 @@ def test_sweep_job_names_leave_out_paths_launcher_and_resume():
             "dataset.path=/data/mcf.json",
         ]
     )
-    assert name == "dataset.path=_data_mcf.json,run.seed=1,sphere=on"
+    assert name == "dataset.path-_data_mcf.json_run.seed-1_sphere-on"
     assert job_dirname(["run.seed=1", "sphere=on"]) == job_dirname(["sphere=on", "run.seed=1"])
+    # a shell reads it as is: no "=", ",", brackets or quotes; list values keep their items
+    listed = job_dirname(["run.keep_at=[2,4]", "editor.context_template_length_params=[[5, 5]]", "+x='a b'"])
+    assert listed == "x-a-b_editor.context_template_length_params-5-5_run.keep_at-2-4"
+    assert job_dirname([]) == "default" and job_dirname(["logger=none"]) == "default"
 
 
 def test_the_search_preset_maximises_the_score_of_sphere_on_the_tuning_split():

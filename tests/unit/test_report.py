@@ -12,135 +12,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-import yaml
+from helpers import FLUENCY_NOTE, N_EDITS, run_quality, write_run
 from scipy import stats as sps
 
 from sphere.cli.report import main as report_main
+from sphere.report.aggregate import CI95, SE, aggregate_settings, describe, t_halfwidth
 from sphere.report.build import build_report
 from sphere.report.collect import NoRunsError, Run, collect, identity, setting_id, setting_label
-from sphere.report.figures import cosine_histogram, sample_rows
-from sphere.report.stats import CI95, SE, aggregate_settings, describe, t_halfwidth, within_group_correlation
+from sphere.report.correlation import within_group_correlation
+from sphere.report.figures.cosines import cosine_histogram, sample_rows
 from sphere.report.tables import build_table, cell_text, to_csv, to_latex, to_markdown
-from sphere.run.checkpoint import save_checkpoint
 
-N_EDITS, BATCH, EVERY, LAYERS = 40, 10, 20, ("0", "1", "2")
 ALPHAS, BETAS, SEEDS = (0.5, 0.8), (0.3, 0.5), (0, 1)
-FLUENCY_NOTE = "n-gram entropy over edit prompts (no generation_prompts in this dataset)"
-
-
-def _quality(sphere: bool, alpha: float, beta: float, seed: int, n: int) -> dict[str, float]:
-    """Deterministic made-up metrics: quality decays with edits, less with SPHERE (more with α, β)."""
-    decay = 0.6 if not sphere else 0.6 * (1 - 0.5 * alpha) * (1 - 0.5 * beta)
-    noise = 1.5 * seed
-    eff = 100 - decay * n - noise
-    gen = 90 - 1.2 * decay * n - noise
-    spe = 80 - 0.5 * decay * n + noise
-    out: dict[str, float] = {}
-    for k, v in (("efficacy", eff), ("generalization", gen), ("specificity", spe)):
-        out[k], out[f"{k}_se"] = v, 2.0 + 0.1 * seed
-        out[f"{k}_top1"], out[f"{k}_top1_se"] = v - 20, 3.0
-    out["score"] = 3 / (1 / eff + 1 / gen + 1 / spe)
-    out["n_records"] = n or N_EDITS
-    out["fluency"], out["fluency_se"] = 620 - decay * n, 1.0
-    for task, acc in (("nli", 70 - decay * n / 4), ("reasoning", 50 - decay * n / 8)):
-        out[f"general/{task}"], out[f"general/{task}_se"] = acc, 1.0
-    out["general/mean"] = (out["general/nli"] + out["general/reasoning"]) / 2
-    return out
-
-
-def _he(sphere: bool, alpha: float, layer: int, n: int, base: float = 0.5) -> float:
-    drift = 0.002 if not sphere else 0.002 * (1 - alpha)
-    return base * (1 + drift * n * (layer + 1) / 10)
-
-
-def write_run(
-    root: Path,
-    *,
-    editor: str = "memit",
-    sphere: bool = False,
-    alpha: float = 0.8,
-    beta: float = 0.5,
-    seed: int = 0,
-    finished: bool = True,
-    checkpoint: bool = True,
-    cut_last_line: bool = False,
-    v_lr: float = 0.5,
-) -> Path:
-    """A run directory as sphere-edit writes it: config.yaml, metrics.jsonl, summary.json, checkpoint/."""
-    name = f"{editor}_s{int(sphere)}_a{alpha}_b{beta}_seed{seed}" if sphere else f"{editor}_base_seed{seed}"
-    d = root / name
-    d.mkdir(parents=True)
-    cfg = {
-        "run": {"seed": seed, "cache_dir": f"/tmp/cache{seed}"},
-        "model": {"name": "tiny-llama", "layers": {"multi": [0, 1, 2]}},
-        "sphere": {"enabled": sphere, "alpha": alpha, "beta": beta, "rank": None},
-        "editor": {"name": editor, "v_lr": v_lr},
-        "dataset": {"kind": "counterfact", "limit": N_EDITS, "batch_size": BATCH},
-        "eval": {"protocol": "edited_so_far", "every": EVERY},
-        "logger": {"wandb": False},
-    }
-    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
-    rows = [
-        {"n_edits": 0, **_quality(sphere, alpha, beta, seed, 0), **{f"he/layer_{la}": 0.5 for la in LAYERS}}
-    ]
-    last = N_EDITS if finished else 2 * BATCH
-    for n in range(BATCH, last + 1, BATCH):
-        row: dict = {"n_edits": n, "batch_time_s": 1.0}
-        row.update({f"update_norm/layer_{la}": 1.0 for la in LAYERS})
-        row.update({f"he/layer_{la}": _he(sphere, alpha, int(la), n) for la in LAYERS})
-        if n % EVERY == 0 and n < N_EDITS:
-            row.update(_quality(sphere, alpha, beta, seed, n))
-        rows.append(row)
-    final = _quality(sphere, alpha, beta, seed, N_EDITS)
-    if finished:
-        rows.append(
-            {
-                "n_edits": N_EDITS,
-                "final": True,
-                **final,
-                **{f"he/layer_{la}": _he(sphere, alpha, int(la), N_EDITS) for la in LAYERS},
-            }
-        )
-    text = "\n".join(json.dumps(r) for r in rows) + "\n"
-    if cut_last_line:
-        text += '{"n_edits": 50, "he/lay'
-    (d / "metrics.jsonl").write_text(text)
-    if finished:
-        he = {la: _he(sphere, alpha, int(la), N_EDITS) for la in LAYERS}
-        summary = {
-            "model": "tiny-llama",
-            "editor": editor,
-            "sphere": {"enabled": sphere, "alpha": alpha, "beta": beta, "rank": None},
-            "dataset": "counterfact",
-            "protocol": "edited_so_far",
-            "n_edits": N_EDITS,
-            "seed": seed,
-            **final,
-            "pre": _quality(sphere, alpha, beta, seed, 0),
-            "he": he,
-            "he_pre": dict.fromkeys(LAYERS, 0.5),
-            "he_change_pct": {la: 100 * (v - 0.5) / 0.5 for la, v in he.items()},
-            "notes": {"fluency": FLUENCY_NOTE},
-            "time": {"setup_s": 1.0, "edit_s": 2.0, "eval_s": 3.0},
-        }
-        (d / "summary.json").write_text(json.dumps(summary))
-    if checkpoint:
-        g = torch.Generator().manual_seed(0)
-        w0 = {la: torch.randn(48, 24, generator=g) for la in LAYERS}
-        gs = torch.Generator().manual_seed(100 + seed)
-        scale = 3.0 if not sphere else 3.0 * (1 - alpha)
-        direction = torch.randn(1, 24, generator=gs)
-        weights = {la: w + scale * torch.randn(48, 1, generator=gs) @ direction for la, w in w0.items()}
-        save_checkpoint(
-            d / "checkpoint",
-            weights=weights,
-            w0=w0,
-            editor_state={},
-            transform_states=[],
-            progress={"n_edits": last},
-        )
-    return d
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +64,7 @@ def test_seeds_of_a_setting_are_one_row(sweep: Path) -> None:
     agg = aggregate_settings(coll.runs, ["efficacy", "score"])
     assert set(agg["n_finished"]) == {2} and set(agg["seeds"]) == {"0,1"}
     row = agg[agg["label"] == "MEMIT + SPHERE (α=0.5, β=0.3)"].iloc[0]
-    vals = [_quality(True, 0.5, 0.3, s, N_EDITS)["efficacy"] for s in SEEDS]
+    vals = [run_quality(True, 0.5, 0.3, s, N_EDITS)["efficacy"] for s in SEEDS]
     assert row["efficacy_mean"] == pytest.approx(np.mean(vals))
     assert row["efficacy_ci"] == pytest.approx(sps.t.ppf(0.975, 1) * np.std(vals, ddof=1) / math.sqrt(2))
     assert row["efficacy_err_kind"] == CI95
@@ -227,7 +110,7 @@ def test_tables_markdown_latex_csv(sweep: Path) -> None:
     frame = pd.read_csv(__import__("io").StringIO(to_csv(table)))
     assert {"efficacy_mean", "efficacy_ci", "efficacy_n", "he_change_pct_mean"} <= set(frame.columns)
     row = frame[frame["label"] == "MEMIT"].iloc[0]
-    vals = [_quality(False, 0.8, 0.5, s, N_EDITS)["efficacy"] for s in SEEDS]
+    vals = [run_quality(False, 0.8, 0.5, s, N_EDITS)["efficacy"] for s in SEEDS]
     assert row["efficacy_mean"] == pytest.approx(np.mean(vals)) and row["efficacy_n"] == 2
     assert row["efficacy_ci"] == pytest.approx(sps.t.ppf(0.975, 1) * np.std(vals, ddof=1) / math.sqrt(2))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 SOURCES = sorted(p for d in ("sphere", "editors", "scripts") for p in (ROOT / d).rglob("*.py"))
 

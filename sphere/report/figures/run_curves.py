@@ -1,4 +1,7 @@
-"""Plots of a finished (or running) run: metrics and HE against the number of edits."""
+"""The figures of one run directory, drawn by sphere-edit at the end of a run (``run.plots``):
+its edit quality and its HE change per layer against the number of edits, read from the run's
+``metrics.jsonl`` and written beside it. No seeds to aggregate here; the study-wide figures are the
+other modules of this package."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import json
 from pathlib import Path
 
 from sphere.evaluation.catalogue import headline
-from sphere.report.style import axis_label, edits_axis, scale_exponent
+from sphere.report.figures.style import axis_label, edits_axis, scale_exponent
 
 
 def plot_run(run_dir: str | Path) -> list[Path]:

@@ -1,4 +1,5 @@
-"""Aggregation over seeds: mean, standard deviation, n and the 95 % confidence interval.
+"""Aggregation over seeds: mean, standard deviation, n and the 95 % confidence interval of each
+metric per setting (final values) and per setting and number of edits (curves).
 
 The interval is Student's t: half-width = t(0.975, n−1)·sd/√n with the sample standard deviation
 (ddof = 1), the right interval for a mean over a handful of seeds (a normal 1.96 would be far too
@@ -48,27 +49,6 @@ def describe(values: Iterable[float]) -> Stat:
     mean = sum(vals) / n
     sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1)) if n > 1 else math.nan
     return Stat(mean, sd, n, t_halfwidth(sd, n))
-
-
-def within_group_correlation(x: pd.Series, y: pd.Series, groups: pd.Series) -> tuple[float, float, int]:
-    """Pearson's r of x and y after removing each group's mean, its two-sided p, and the residual df.
-
-    Why: HE change and edit quality both drift with the number of edits, so a pooled correlation over
-    (run, number of edits) points is partly that shared trend. Centring within each number of edits
-    asks the paper's question at fixed length: does the run whose HE drifted more edit worse? This is
-    the partial correlation given one dummy per group; df = n − groups − 1 (one more per group mean
-    than a plain r). (nan, nan, df) when df < 1 or a centred variable is constant.
-    """
-    frame = pd.DataFrame({"x": x.to_numpy(float), "y": y.to_numpy(float), "g": groups.to_numpy()})
-    centred = frame[["x", "y"]] - frame.groupby("g")[["x", "y"]].transform("mean")
-    df = len(frame) - frame["g"].nunique() - 1
-    sx, sy = float((centred["x"] ** 2).sum()), float((centred["y"] ** 2).sum())
-    if df < 1 or sx == 0 or sy == 0:
-        return math.nan, math.nan, df
-    r = float((centred["x"] * centred["y"]).sum()) / math.sqrt(sx * sy)
-    r = max(-1.0, min(1.0, r))
-    t = r * math.sqrt(df / max(1.0 - r * r, 1e-300))
-    return r, float(2 * sps.t.sf(abs(t), df)), df
 
 
 def aggregate_settings(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:

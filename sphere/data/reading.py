@@ -102,6 +102,13 @@ def _decode_utf8(path: Path, raw: bytes, gzipped: bool) -> str:
         ) from None
 
 
+def read_text(path: Path) -> str:
+    """The text of a file (gunzipped when it starts with the gzip magic, UTF-8 checked): what every
+    reader of bundled or downloaded data starts from; an unreadable file is a one-line ValueError."""
+    raw, gzipped = _file_bytes(path)
+    return _decode_utf8(path, raw, gzipped)
+
+
 def _parse_json(path: Path, text: str) -> Any:
     """``json.loads`` with every failure (syntax, 4300+ digit ints, deep nesting) turned into one line."""
     try:

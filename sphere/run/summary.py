@@ -1,10 +1,14 @@
-"""A run's summary: the dict written to summary.json and the plain-text table printed at the end."""
+"""A run's summary: the dict written to summary.json and the plain-text table printed at the end.
+
+Part of the run directory's contract (``sphere.run.rundir``): the run builds and writes it,
+``sphere-eval --merge`` rewrites it, the report reads it.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sphere.evaluation.catalogue import table_metrics
+from sphere.evaluation.catalogue import of_evaluator, table_metrics
 from sphere.evaluation.he import HE_ABS, HE_SIGNED, LAYER_PREFIX, he_summaries
 
 PER_LAYER_HE = LAYER_PREFIX
@@ -35,7 +39,7 @@ def build_summary(
         "he_pre": he_pre,
         HE_SIGNED: change,
         # The run's HE headline: the mean over edited layers of |ΔHE| (a signed mean cancels between
-        # layers whose HE falls and layers whose HE rises; sphere.report.collect.he_summaries).
+        # layers whose HE falls and layers whose HE rises; sphere.evaluation.he.he_summaries).
         HE_ABS: he_summaries(change)[HE_ABS] if change else None,
         "time": {
             **timings,
@@ -52,7 +56,8 @@ def shown_metrics(summary: dict[str, Any]) -> list[str]:
     catalogue's order, except the HE change summaries, which summary.txt prints per layer below
     (standard errors and counts stay in summary.json)."""
     numeric = [k for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)]
-    return [m.key for m in table_metrics(numeric) if m.better > 0]
+    he = {m.key for m in of_evaluator("he", numeric)}
+    return [m.key for m in table_metrics(numeric) if m.key not in he]
 
 
 def format_summary(summary: dict[str, Any]) -> str:

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sphere.data._io import RecordProblem, _decode_utf8, _file_bytes, describe, get_field, read_json_list
 from sphere.data.download import DEFAULT_DEST, FILES, verify_sidecar
+from sphere.data.reading import RecordProblem, describe, get_field, read_json_list, read_text
 from sphere.evaluation.general_scoring import (
     accuracy_metrics,
     answer_after,
@@ -99,8 +99,7 @@ class GeneralTask:
 
 
 def _text(path: Path) -> str:
-    raw, gzipped = _file_bytes(path)
-    text = _decode_utf8(path, raw, gzipped)
+    text = read_text(path)
     if not text.strip():
         raise ValueError(f"{path}: file is empty; expected task data")
     return text

@@ -3,7 +3,8 @@ the settings, and how axes are ticked.
 
 Kept apart from the drawing code so that what a reader needs to read a figure right (units, which
 line is the baseline and which + SPHERE, integer numbers of edits) is decided in one place that the
-tests can check without drawing anything, and that the per-run plots share with the report.
+tests can check without drawing anything, and that the per-run figures (:mod:`.run_curves`) share
+with the report's.
 """
 
 from __future__ import annotations

@@ -1,0 +1,92 @@
+"""The run directory's contract: what ``sphere-edit`` writes into it, under which names, and how to
+read it back. One module owns it so that the writer (the run) and the readers (``sphere-eval``,
+``sphere-export``, the report) cannot drift apart: a file is named, built and read through here.
+
+    config.yaml                  the resolved config (``CONFIG_FILE``)
+    metrics.jsonl                one row per measurement (``METRICS_FILE``; ``sphere.run.tracking``)
+    summary.json, summary.txt    the final metrics, the run's identity and timings, and the table a
+                                 person reads (``build_summary``, ``format_summary``)
+    outcomes.jsonl               every edited record's results at the end (``sphere.run.outcomes``)
+    checkpoint/                  checkpoint.safetensors and w0.safetensors (``sphere.run.checkpoint``)
+    kept/edits_<n>.safetensors   the evaluated weights kept at ``run.keep_at`` (``sphere.run.saved``)
+    reeval/<overrides>.json      ``sphere-eval``'s results (``sphere.run.reevaluate``)
+    patch.safetensors            the edited matrices, with ``logger.log_patch`` (``sphere.run.patch``)
+
+The pieces live in the modules named above; this one gathers their names and readers, and adds the
+summary's own two files. What a new run deletes, and what marks a directory as holding results, is
+``RUN_OUTPUTS`` and ``RESULTS`` (``sphere.run.identity``, the resume policy).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sphere.io import atomic_write_text
+from sphere.run.checkpoint import CHECKPOINT_DIR, load_checkpoint
+from sphere.run.checkpoint import FILENAME as CHECKPOINT_FILE
+from sphere.run.checkpoint import W0_FILENAME as W0_FILE
+from sphere.run.identity import RESULTS, RUN_OUTPUTS
+from sphere.run.outcomes import OUTCOMES_FILE, read_outcomes, write_outcomes
+from sphere.run.saved import (
+    KEPT_DIR,
+    kept_path,
+    load_kept,
+    load_point,
+    resolve_points,
+    save_kept,
+    saved_points,
+)
+from sphere.run.summary import PER_LAYER_HE, build_summary, format_summary, shown_metrics, split_per_layer
+
+__all__ = [
+    "CHECKPOINT_DIR",
+    "CHECKPOINT_FILE",
+    "CONFIG_FILE",
+    "KEPT_DIR",
+    "METRICS_FILE",
+    "OUTCOMES_FILE",
+    "PATCH_FILE",
+    "PER_LAYER_HE",
+    "REEVAL_DIR",
+    "RESULTS",
+    "RUN_OUTPUTS",
+    "SUMMARY_FILE",
+    "SUMMARY_TEXT_FILE",
+    "W0_FILE",
+    "build_summary",
+    "format_summary",
+    "kept_path",
+    "load_checkpoint",
+    "load_kept",
+    "load_point",
+    "read_outcomes",
+    "read_summary",
+    "resolve_points",
+    "save_kept",
+    "saved_points",
+    "shown_metrics",
+    "split_per_layer",
+    "write_outcomes",
+    "write_summary_text",
+]
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"  # written last: its presence marks a finished run
+SUMMARY_TEXT_FILE = "summary.txt"
+REEVAL_DIR = "reeval"
+PATCH_FILE = "patch.safetensors"
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    """summary.json of a finished run."""
+    return json.loads((Path(run_dir) / SUMMARY_FILE).read_text())
+
+
+def write_summary_text(run_dir: Path, summary: dict[str, Any]) -> str:
+    """Write summary.txt (``format_summary``'s table, atomically) and return the table for printing."""
+    text = format_summary(summary)
+    atomic_write_text(Path(run_dir) / SUMMARY_TEXT_FILE, text + "\n")
+    return text
