@@ -25,6 +25,7 @@ from editors.core.hparams import HELP, knob
 from editors.core.past_keys import PastKeys
 from editors.core.solvers import GRAM_BLOCK_ROWS, memit_delta
 from editors.core.spread import SPREAD_PLACEMENT, SpreadEditor, spread_footprint
+from editors.core.values import check_compute_dtype
 from editors.registry import register_editor
 
 
@@ -43,6 +44,7 @@ class MEMITHParams:
     context_template_length_params: list[list[int]] = knob([[10, 5]], HELP["context_template_length_params"])
     solver_dtype: str = knob("float64", HELP["solver_dtype"])
     v_max_rows: int = knob(0, HELP["v_max_rows"])
+    v_compute_dtype: str = knob("float32", HELP["v_compute_dtype"])
     past_edit_weight: float = knob(
         0.0,
         "μ: weight of earlier edits' keys in the solve (λC + μC_past + KᵀK), which holds their outputs where "
@@ -62,6 +64,7 @@ class MEMITHParams:
             raise ValueError(
                 f"past_edit_weight={self.past_edit_weight} must be >= 0 (0: the reference's MEMIT)"
             )
+        check_compute_dtype(self.v_compute_dtype)
         if self.solver_dtype not in ("float32", "float64"):
             raise ValueError(f"solver_dtype={self.solver_dtype!r} must be float32 or float64")
 

@@ -24,7 +24,7 @@ from editors.core.requests import EditRequest
 from editors.core.solvers import full_precision
 from editors.core.spread import loop_footprint
 from editors.core.templates import ContextTemplates
-from editors.core.values import ValueOptions, compute_target_values, values_footprint
+from editors.core.values import ValueOptions, check_compute_dtype, compute_target_values, values_footprint
 from editors.core.weights import LayerUpdate, TransformPoint, UpdateTransform
 from editors.registry import register_editor
 
@@ -44,8 +44,10 @@ class ROMEHParams:
     context_template_length_params: list[list[int]] = knob(
         [[5, 10], [10, 10]], HELP["context_template_length_params"]
     )
+    v_compute_dtype: str = knob("float32", HELP["v_compute_dtype"])
 
     def __post_init__(self) -> None:
+        check_compute_dtype(self.v_compute_dtype)
         if len(self.layers) != 1:
             raise ValueError(f"layers={self.layers}: ROME edits exactly one layer, e.g. layers=[5]")
 

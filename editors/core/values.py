@@ -15,6 +15,12 @@ first pass, and every optimisation step runs only the blocks from there up (``re
 the reference runs the whole model at each of its 25 steps per request). Logits are computed only at
 the positions a loss reads.
 
+With ``v_compute_dtype=bfloat16`` the forward and backward passes run under ``torch.autocast``
+(matrix products in bfloat16; δ, the weights, the losses and Adam stay float32). On a CPU with AMX
+(Sapphire Rapids and later) a bfloat16 matmul is ~9× a float32 one, and on a GPU the tensor cores
+do the same; z then differs from the float32 one at bfloat16 rounding, so it is an option, chosen
+per study on the tuning split (docs/tuning.md), never a silent default.
+
 On a model sharded by a device map, the prompts are on the embedding's device, and δ, the losses
 and their bookkeeping on the LM head's (where the logits are); δ moves to the hidden state it is
 added to, and states read from other blocks move to the LM head's device.
@@ -23,12 +29,14 @@ added to, and states read from other blocks move to the LM head's device.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from editors.core.footprint import Footprint, PlanItem, ShapeInfo, Z
 from editors.core.keys import fill
@@ -50,6 +58,13 @@ from editors.core.tokens import Tokenizer, encode, lookup_index, target_ids
 log = logging.getLogger(__name__)
 KL_PROMPT = "{} is a"
 EARLY_STOP_LOSS = 5e-2
+COMPUTE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def check_compute_dtype(name: str) -> None:
+    """The knob ``v_compute_dtype`` names a dtype the z optimisation can run its passes in."""
+    if name not in COMPUTE_DTYPES:
+        raise ValueError(f"v_compute_dtype={name!r} must be one of {sorted(COMPUTE_DTYPES)}")
 
 
 @dataclass(frozen=True)
@@ -64,6 +79,7 @@ class ValueOptions:
     fact_token: str = "subject_last"
     reuse_lower_layers: bool = True
     max_rows: int = 0  # rows per forward/backward (0: all); gradients of the chunks add up exactly
+    compute_dtype: str = "float32"  # of the forward/backward passes (autocast when not float32)
 
     @property
     def chunked(self) -> bool:
@@ -80,6 +96,7 @@ class ValueOptions:
             hp.kl_factor,
             hp.fact_token,
             max_rows=getattr(hp, "v_max_rows", 0),
+            compute_dtype=getattr(hp, "v_compute_dtype", "float32"),
         )
 
 
@@ -155,6 +172,19 @@ def values_footprint(
             ),
         ]
     )
+
+
+@contextmanager
+def lower_precision(device: torch.device, dtype: torch.dtype) -> Iterator[None]:
+    """Autocast to ``dtype`` (nothing for float32). On a CPU, attention also takes the math kernel:
+    PyTorch's fused CPU attention is slow backwards in bfloat16 (~16x its float32 time, measured on
+    SmolLM2-135M), while the math kernel's matrix products use AMX like the rest."""
+    if dtype == torch.float32:
+        yield
+        return
+    kernel = sdpa_kernel(SDPBackend.MATH) if device.type == "cpu" else nullcontext()
+    with torch.autocast(device.type, dtype=dtype), kernel:
+        yield
 
 
 @dataclass
@@ -234,6 +264,43 @@ def compute_target_values(
     ``module``: where δ is added (MEMIT family: the block at the last edited layer; ROME: the MLP).
     ``templates``: flat list of context templates, each with one ``{}`` for the prompt.
     """
+    low = COMPUTE_DTYPES[opts.compute_dtype]
+    blocks = [get_module(model, spec.block_name(layer)) for layer in range(num_layers(model))]
+    cast = low != torch.float32 and output_device(model).type == "cpu"
+    with linear_weights_cast(blocks if cast else [], low):
+        return _optimise(model, tok, spec, requests, module, templates, opts)
+
+
+@contextmanager
+def linear_weights_cast(blocks: Sequence[nn.Module], dtype: torch.dtype) -> Iterator[None]:
+    """The blocks' ``nn.Linear`` weights cast to ``dtype`` once for the whole optimisation, not at
+    every call: exactly the values autocast would make (the same rounding of the same tensors), but
+    on a CPU those per-call casts were a quarter of a bfloat16 step (SmolLM2-135M, profiled). The
+    float32 tensors themselves are put back on exit, untouched. Costs a ``dtype`` copy of the
+    blocks' linear weights while it lasts (the plan's "z-optimisation: bfloat16 weight copies")."""
+    saved: list[tuple[nn.Linear, torch.Tensor]] = []
+    try:
+        for block in blocks:
+            for mod in block.modules():
+                if isinstance(mod, nn.Linear):
+                    saved.append((mod, mod.weight.data))
+                    mod.weight.data = mod.weight.data.to(dtype)
+        yield
+    finally:
+        for mod, weight in saved:
+            mod.weight.data = weight
+
+
+def _optimise(
+    model: nn.Module,
+    tok: Tokenizer,
+    spec: ModelSpec,
+    requests: Sequence[EditRequest],
+    module: str,
+    templates: Sequence[str],
+    opts: ValueOptions,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``compute_target_values`` with the weights as they are to be used."""
     device = output_device(model)  # of the logits: δ, losses and row bookkeeping live there
     n, d = len(requests), hidden_size(model)
     targets = [target_ids(tok, r.target) for r in requests]
@@ -274,9 +341,12 @@ def compute_target_values(
                 hidden = body(input_ids=ids, attention_mask=mask).last_hidden_state
         return hidden.to(device)
 
+    low = COMPUTE_DTYPES[opts.compute_dtype]
+
     def losses(sel_rows: torch.Tensor):
         """Per-request NLL (n,), and the KL-prompt log-probs of the selected requests."""
-        hidden = forward(sel_rows)
+        with lower_precision(device, low):
+            hidden = forward(sel_rows).float()
         local = torch.full((len(rows.request),), -1, device=device)
         local[sel_rows] = torch.arange(len(sel_rows), device=device)
         keep = local[rows.slot_row] >= 0

@@ -78,7 +78,7 @@ def test_starting_at_the_edited_block_equals_the_full_forward(arch, where):
     for δ on a block's output (MEMIT) and on an MLP's output (ROME), on each decoder family."""
     from dataclasses import replace
 
-    from conftest import tiny
+    from helpers import tiny
 
     model, tok = tiny(arch, layers=4)
     spec = spec_for(model)
@@ -113,7 +113,7 @@ def test_starting_at_the_edited_block_equals_the_full_forward(arch, where):
 
 
 def test_gpt2_keeps_the_full_forward():
-    from conftest import tiny
+    from helpers import tiny
 
     model, tok = tiny("gpt2", layers=3)
     spec = spec_for(model)
@@ -177,3 +177,65 @@ def _no_min(make):
         return make(*args, **kwargs)
 
     return build
+
+
+def test_bfloat16_passes_keep_z_close_and_float32_untouched(tiny_llama):
+    """``v_compute_dtype=bfloat16``: the passes run under autocast (and the math attention kernel
+    on a CPU), z stays float32 and close to the float32 optimum, the same first-pass h₀ up to
+    bfloat16 rounding; float32 is the reference path, bit for bit the default."""
+    import dataclasses
+
+    model, tok = tiny_llama
+    spec = spec_for(model)
+    opts = ValueOptions(
+        v_num_grad_steps=8, v_lr=0.5, v_weight_decay=0.01, clamp_norm_factor=4, kl_factor=0.0625
+    )
+    block = spec.block_name(2)
+    z32, h32 = compute_target_values(model, tok, spec, REQUESTS, block, TEMPLATES, opts)
+    again, _ = compute_target_values(
+        model, tok, spec, REQUESTS, block, TEMPLATES, dataclasses.replace(opts, compute_dtype="float32")
+    )
+    assert torch.equal(z32, again)
+    z16, h16 = compute_target_values(
+        model, tok, spec, REQUESTS, block, TEMPLATES, dataclasses.replace(opts, compute_dtype="bfloat16")
+    )
+    assert z16.dtype == torch.float32 and not torch.equal(z16, z32)  # the option took effect
+    torch.testing.assert_close(h16, h32, rtol=2e-2, atol=2e-2)
+    moved = (z32 - h32).norm(dim=1)
+    assert torch.all((z16 - z32).norm(dim=1) < 0.25 * moved)
+
+
+def test_compute_dtype_is_checked():
+    from editors.memit import MEMITHParams
+
+    with pytest.raises(ValueError, match="v_compute_dtype='float16' must be one of"):
+        MEMITHParams(v_compute_dtype="float16")
+
+
+def test_weights_cast_once_match_autocast_and_are_put_back(tiny_llama):
+    """On a CPU the bfloat16 path casts the blocks' linear weights once (``linear_weights_cast``)
+    instead of at every call: the same z bit for bit as autocast's own casts, and every weight is
+    the same float32 tensor afterwards."""
+
+    from editors.core import values
+
+    model, tok = tiny_llama
+    spec = spec_for(model)
+    opts = ValueOptions(
+        v_num_grad_steps=5,
+        v_lr=0.5,
+        v_weight_decay=0.01,
+        clamp_norm_factor=4,
+        kl_factor=0.0625,
+        compute_dtype="bfloat16",
+    )
+    block = spec.block_name(2)
+    before = {k: (v, v.clone()) for k, v in model.state_dict(keep_vars=True).items()}
+    z_once, h_once = compute_target_values(model, tok, spec, REQUESTS, block, TEMPLATES, opts)
+    z_each, h_each = values._optimise(model, tok, spec, REQUESTS, block, TEMPLATES, opts)
+    assert torch.equal(z_once, z_each) and torch.equal(h_once, h_each)
+    for name, p in model.state_dict(keep_vars=True).items():
+        assert p.dtype == torch.float32 and torch.equal(p, before[name][1]), name
+    with pytest.raises(RuntimeError, match="boom"), values.linear_weights_cast([model], torch.bfloat16):
+        raise RuntimeError("boom")
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # put back on an error too
