@@ -76,6 +76,7 @@ def rome_footprint(shape: ShapeInfo, hp: ROMEHParams) -> Footprint:
         requests=1,
         template_params=hp.context_template_length_params,
         inside_block=True,
+        compute_dtype=hp.v_compute_dtype,
         setting="use fewer templates (editor.context_template_length_params)",
     )
     total = values + loop_footprint(shape, len(hp.layers))

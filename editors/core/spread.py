@@ -147,6 +147,7 @@ def spread_footprint(
         requests=shape.batch_size,
         template_params=hp.context_template_length_params,
         max_rows=ValueOptions.from_hparams(hp).max_rows,
+        compute_dtype=ValueOptions.from_hparams(hp).compute_dtype,
         setting="set editor.v_max_rows (z in chunks of rows, same result) or lower dataset.batch_size",
     )
     pieces = [footprint_of(solve, shape), *(footprint_of(t, shape) for t in own_transforms)]

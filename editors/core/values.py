@@ -114,6 +114,7 @@ def values_footprint(
     template_params: Sequence[Sequence[int]],
     max_rows: int = 0,
     inside_block: bool = False,
+    compute_dtype: str = "float32",
     setting: str,
 ) -> Footprint:
     """Activations and logits of the z optimisation (``compute_target_values``), on the device.
@@ -151,8 +152,23 @@ def values_footprint(
     )
     slots = requests * (n_tpl * target_typ + 1)
     logits = slots * shape.vocab * (b + 12) + requests * shape.vocab * 4
+    copies = []
+    if compute_dtype != "float32":  # linear_weights_cast: on a CPU device, every block's linear weights
+        low = COMPUTE_DTYPES[compute_dtype].itemsize
+        per = 2 * d * d + 2 * d * shape.kv_dim + 3 * d * ff
+        copies.append(
+            PlanItem(
+                f"z-optimisation: {compute_dtype} copies of the blocks' linear weights (CPU)",
+                "device",
+                shape.n_layers * per * low,
+                f"{shape.n_layers} blocks × {per:,} params × {low} B",
+                (Z,),
+                "set editor.v_compute_dtype=float32",
+            )
+        )
     return Footprint(
         [
+            *copies,
             PlanItem(
                 "z-optimisation activations",
                 "device",
