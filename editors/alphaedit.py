@@ -86,7 +86,7 @@ class NullSpaceSolve:
         missing = [layer for layer in layers if layer not in self.projectors]
         if not missing:
             return
-        cov = ctx.stats(layers)
+        cov = ctx.covariance(layers)
         # one step per layer: an eigh of a d_ff² matrix (or a cached projector read back)
         for layer in progress(missing, "AlphaEdit null-space projectors", "layer"):
             c = cov[layer]
@@ -146,7 +146,7 @@ class NullSpaceSolve:
             ),
             PlanItem("projector cache (run.cache_dir)", "disk", n * ff2 * 4, f"{n} × {ff}² × 4 B"),
         ]
-        return Footprint([projectors]) + past + Footprint(rest, stats_layers=n)
+        return Footprint([projectors]) + past + Footprint(rest, covariance_layers=n)
 
 
 ALPHAEDIT_PLACEMENT = Placement(points=SPREAD_POINTS, default_point="layer", default_reference="current")

@@ -80,7 +80,7 @@ class MemitSolve:
         self.past = PastKeys()
 
     def setup(self, ctx: EditContext, layers: Sequence[int]) -> None:
-        self.cov = ctx.stats(layers)
+        self.cov = ctx.covariance(layers)
         if self.wants_edited_keys:
             for layer in layers:
                 self.past.ensure(layer, like=self.cov[layer])
@@ -124,7 +124,7 @@ class MemitSolve:
             if sb == 8
             else "use a larger device (d_ff² is fixed by the model)",
         )
-        return past + Footprint([workspace], stats_layers=len(shape.layers))
+        return past + Footprint([workspace], covariance_layers=len(shape.layers))
 
 
 def memit_solve(hp: MEMITHParams) -> MemitSolve:

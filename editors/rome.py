@@ -89,7 +89,7 @@ def rome_footprint(shape: ShapeInfo, hp: ROMEHParams) -> Footprint:
         PlanItem("ROME: C⁻¹ on the device", "device", ff2 * 4, f"{ff}² × 4 B", (SOLVE,)),
         PlanItem("ROME: inverting C (float64)", "host", 3 * ff2 * 8, f"3 × {ff}² × 8 B", (SETUP,)),
     ]
-    return total + Footprint(inverse, stats_layers=1)
+    return total + Footprint(inverse, covariance_layers=1)
 
 
 @register_editor(
@@ -110,7 +110,7 @@ class ROME:
             self.templates = self.ctx.context_templates(self.hp.context_template_length_params, flat=True)
         if self.hp.mom2_adjustment and self._c_inv is None:
             layer = self.layers[0]
-            c = self.ctx.stats([layer])[layer]
+            c = self.ctx.covariance([layer])[layer]
             # Inverted once in float64 (the reference caches an fp32 inverse); C is fixed for the run.
             self._c_inv = torch.linalg.inv(c.double()).float()
 

@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from editors.core.model_spec import spec_for
     from sphere.models import load_model
+    from sphere.run.compose import compose_config
     from sphere.run.config import validate
-    from sphere.run.schema import compose_config
 
     s = validate(compose_config(["logger=none", *args.overrides]))
     model, tok = load_model(s.model)

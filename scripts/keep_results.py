@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from sphere.io import atomic_write_json, atomic_write_text
+from sphere.files import atomic_write_json, atomic_write_text
 
 SMALL_FILES = ("summary.json", "summary.txt", "metrics.jsonl", "config.yaml", "outcomes.jsonl")
 

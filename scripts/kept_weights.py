@@ -24,7 +24,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from sphere.io import atomic_write_json
+from sphere.files import atomic_write_json
 from sphere.method.bound import bound_reference, check_bound
 from sphere.method.energy import cosine_spread
 from sphere.method.projection import principal_directions, span_share

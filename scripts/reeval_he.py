@@ -1,7 +1,7 @@
 """HE change per layer, its mean magnitude and its signed mean, from re-evaluated HE files.
 
 ``sphere-eval RUN --at N --pre --merge 'eval.evaluators=[he]'`` writes the HE of every edited layer
-at the unedited and the saved points to ``RUN/reeval/eval.evaluators=_he_.json``; this prints, per
+at the unedited and the saved points to ``RUN/reeval/eval.evaluators-he.json``; this prints, per
 file, the change from the first point to the last (%, per layer) and the report's two summaries
 (``sphere.report.collect.he_summaries``): the mean over layers of |ΔHE| (the headline) and the signed
 mean (which can cancel between layers).

@@ -66,9 +66,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sweeps", nargs="+", type=Path)
     parser.add_argument("--sort", default="score", choices=METRICS, help="order rows by this metric")
     args = parser.parse_args(argv)
-    rows = [r for sweep in args.sweeps for r in rows_of(sweep)]
+    sweeps = [s for s in args.sweeps if not _beside_runs(s)]
+    rows = [r for sweep in sweeps for r in rows_of(sweep)]
     print(table(rows, args.sort))
     return 0
+
+
+def _beside_runs(path: Path) -> bool:
+    """A file or a folder without runs (a study's study.yaml, its report/), which a glob over a study
+    folder of docs/results/ (``docs/results/<study>/*``) passes along with the sweeps: skipped."""
+    if path.is_file() or (path.is_dir() and not (path / "index.json").exists() and not any(path.rglob("summary.json"))):
+        print(f"skipped {path}: not a sweep", file=sys.stderr)
+        return True
+    return False
 
 
 if __name__ == "__main__":

@@ -27,8 +27,9 @@ from editors.core.protocol import Editor
 from editors.core.requests import EditRequest
 from editors.core.weights import LayerUpdate
 from sphere.data.records import EditRecord
+from sphere.errors import warn_renamed
 from sphere.method.placement import SphereConfig
-from sphere.models.config import StatsConfig
+from sphere.models.config import CovarianceConfig
 from sphere.run.build import build_editor
 
 RequestLike = EditRequest | EditRecord | Mapping[str, Any]
@@ -78,11 +79,12 @@ def edit(
     editor: str = "memit",
     hparams: Mapping[str, Any] | None = None,
     sphere: bool | Mapping[str, Any] | None = None,
-    stats: Mapping[str, Any] | None = None,
+    covariance: Mapping[str, Any] | None = None,
     batch_size: int | None = None,
     cache_dir: str | Path = ".cache/sphere",
     seed: int = 0,
     evaluate: bool = False,
+    stats: Mapping[str, Any] | None = None,
 ) -> EditResult:
     """Edit ``model`` in place with ``requests``, optionally with SPHERE, and return the updates.
 
@@ -94,15 +96,24 @@ def edit(
             ``layers`` usually needs setting for your model.
         sphere: ``None``/``False`` = off, ``True`` = the paper's defaults (α = 0.8, β = 0.5), or a
             dict of ``SphereConfig`` fields, e.g. ``{"alpha": 0.5, "beta": 0.5}``.
-        stats: ``StatsConfig`` fields for the key statistics (default: the bundled Wikipedia sample).
+        covariance: ``CovarianceConfig`` fields for the key covariance C (default: the bundled
+            Wikipedia sample).
         batch_size: requests per ``apply`` (default: all at once).
         cache_dir: where statistics and projectors are cached between calls.
         seed: seeds corpus sampling and context templates.
         evaluate: with ``EditRecord``s, measure edit quality before and after.
+        stats: the old name of ``covariance`` (warns; goes in the next release).
 
     Raises:
         ValueError: unknown editor, bad hyperparameter or SPHERE value, malformed request.
     """
+    if stats is not None:
+        if covariance is not None:
+            raise ValueError(
+                "covariance and stats both given; stats is covariance's old name: pass covariance"
+            )
+        warn_renamed("sphere.edit(stats=...) is renamed covariance=...; stats goes in the next release")
+        covariance = stats
     entry = get_editor(editor)
     hp = entry.hparams(**dict(hparams or {}))
     if isinstance(sphere, Mapping):
@@ -120,7 +131,7 @@ def edit(
         editor,
         hp,
         sphere_cfg,
-        stats_cfg=StatsConfig(**dict(stats or {})),
+        covariance_cfg=CovarianceConfig(**dict(covariance or {})),
         cache_dir=cache_dir,
         seed=seed,
     )

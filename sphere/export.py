@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from sphere.io import atomic_write_json, load_tensors, tensors_digest
+from sphere.files import atomic_write_json, load_tensors, tensors_digest
 from sphere.run.patch import param_names, patch_info, save_patch, save_run_patch
 
 __all__ = ["apply_patch", "export_run", "patch_info", "save_patch", "save_run_patch"]

@@ -64,7 +64,7 @@ def check_sweeper(overrides: Sequence[str], config_dir: str | Path | None = None
     if installed("optuna"):
         return
     if config_dir is None:
-        config_dir = paths.config_dir()  # what Hydra composes from (sphere.run.schema.CONFIG_DIR)
+        config_dir = paths.config_dir()  # what Hydra composes from (sphere.run.compose.CONFIG_DIR)
     for arg in overrides:
         key, _, value = arg.lstrip("+~").partition("=")
         if key == "hydra/sweeper" and value == "optuna":

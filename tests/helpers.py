@@ -76,8 +76,8 @@ def restored(model: torch.nn.Module) -> Iterator[None]:
 
 def settings(*overrides: str, tmp: Path):
     """Validated settings of ``sphere-edit <overrides>`` with W&B off and a private cache."""
+    from sphere.run.compose import compose_config
     from sphere.run.config import validate
-    from sphere.run.schema import compose_config
 
     return validate(compose_config(["logger=none", f"run.cache_dir={tmp / 'cache'}", *overrides]))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -22,7 +23,7 @@ from editors.core.weights import (
     check_finite,
 )
 
-StatsProvider = Callable[[Sequence[int]], dict[int, torch.Tensor]]
+CovarianceProvider = Callable[[Sequence[int]], dict[int, torch.Tensor]]
 ArtifactCache = Callable[[str, Callable[[], torch.Tensor]], torch.Tensor]
 
 
@@ -36,7 +37,8 @@ class EditContext:
 
     Attributes:
         model, tok, spec: the model being edited, its tokenizer (right-padded) and module layout.
-        stats: layers → {layer: C = E[k kᵀ]}, collected on the unedited model and cached by the run.
+        covariance: layers → {layer: C = E[k kᵀ]}, the key covariance, collected on the unedited
+            model and cached by the run (``stats`` before: still readable, with a warning).
         transforms: update transforms from outside the editor (e.g. SPHERE), each with its ``point``.
         seed: seeds context-template sampling.
         forward_batch_size: sequences per forward when reading keys and representations.
@@ -50,7 +52,7 @@ class EditContext:
     model: nn.Module
     tok: Tokenizer
     spec: ModelSpec
-    stats: StatsProvider
+    covariance: CovarianceProvider
     transforms: list[UpdateTransform] = field(default_factory=list)
     seed: int = 0
     forward_batch_size: int = 64
@@ -60,6 +62,13 @@ class EditContext:
 
     def __post_init__(self) -> None:
         self.weights = EditedWeights(self.model, self.spec)
+
+    @property
+    def stats(self) -> CovarianceProvider:
+        """The old name of ``covariance`` (a plug-in editor written before the rename); goes in the
+        next release."""
+        warnings.warn("EditContext.stats is renamed EditContext.covariance", FutureWarning, stacklevel=2)
+        return self.covariance
 
     def context_templates(self, length_params: Sequence[Sequence[int]], *, flat: bool) -> ContextTemplates:
         """Seeded context templates sampled from this (unedited) model; see ``templates.py``."""

@@ -2,7 +2,7 @@
 
 All edited layers are collected in one pass on the unedited model (the reference runs one pass per
 layer, lazily, and can collect layers 5..8 on a partially edited model). Caching on disk and
-loading precomputed statistics is the run's business (``sphere/run/statistics.py``).
+loading precomputed statistics is the run's business (``sphere/run/covariance.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class StatsOptions:
+class CovarianceOptions:
     """How C is estimated. ``corpus`` is an id that names the texts (part of the cache key)."""
 
     corpus: str
@@ -59,7 +59,7 @@ def collect_second_moments(
     spec: ModelSpec,
     layers: Sequence[int],
     texts: Iterable[str],
-    opts: StatsOptions,
+    opts: CovarianceOptions,
     *,
     shard: tuple[int, int] = (0, 1),
 ) -> dict[int, tuple[torch.Tensor, int]]:
@@ -68,7 +68,7 @@ def collect_second_moments(
     The texts taken are the first ``opts.n_samples`` non-empty ones. ``shard=(rank, world)`` runs
     only the ``rank``-th of every ``world`` of them through the model (text i goes to rank
     i mod world), so the ``world`` shards' sums and counts add up to the whole pass's
-    (data-parallel collection: ``sphere.stats``). Every shard still reads the whole draw. A shard
+    (data-parallel collection: ``sphere.covariance``). Every shard still reads the whole draw. A shard
     left without text (``n_samples < world``) returns zero sums and count 0.
     """
     rank, world = shard
@@ -119,7 +119,7 @@ def collect_second_moments(
             s = torch.mm(a.T, a, out=scratch[key])
             sums[layer].add_(s)  # the same additions as ``sums[layer] + a.T @ a``, in place
         count += int(mask.sum())
-        kill_point("stats.collect")  # tests: killed while collecting statistics
+        kill_point("covariance.collect")  # tests: killed while collecting the covariance
 
     for text in texts:
         if not text.strip():
@@ -139,7 +139,9 @@ def collect_second_moments(
         bar.update(len(batch))
     bar.close()
     if seen == 0 or (count == 0 and world == 1):
-        raise ValueError(f"stats corpus {opts.corpus!r} yielded no text; point stats.corpus at a text file")
+        raise ValueError(
+            f"covariance corpus {opts.corpus!r} yielded no text; point covariance.corpus at a text file"
+        )
     for layer in layers:  # a shard left without text adds nothing
         if layer not in sums:
             w = weight_param(model, spec, layer)
@@ -147,6 +149,9 @@ def collect_second_moments(
             sums[layer] = torch.zeros(d, d, dtype=dtype, device=weight_device(model, spec, layer))
     if seen < opts.n_samples and rank == 0:
         log.warning(
-            "stats corpus %s has only %d texts (stats.n_samples=%d)", opts.corpus, seen, opts.n_samples
+            "covariance corpus %s has only %d texts (covariance.n_samples=%d)",
+            opts.corpus,
+            seen,
+            opts.n_samples,
         )
     return {layer: (s, count) for layer, s in sums.items()}

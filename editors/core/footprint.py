@@ -64,13 +64,13 @@ class PlanItem:
 @dataclass
 class Footprint:
     """A piece's plan items, and how many layers' key statistics C = E[kkᵀ] it reads (the run
-    collects, caches and holds those: the plan sizes them from ``stats_layers``)."""
+    collects, caches and holds those: the plan sizes them from ``covariance_layers``)."""
 
     items: list[PlanItem] = field(default_factory=list)
-    stats_layers: int = 0
+    covariance_layers: int = 0
 
     def __add__(self, other: Footprint) -> Footprint:
-        return Footprint([*self.items, *other.items], max(self.stats_layers, other.stats_layers))
+        return Footprint([*self.items, *other.items], max(self.covariance_layers, other.covariance_layers))
 
 
 def combine(parts: Iterable[Footprint]) -> Footprint:

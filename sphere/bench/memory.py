@@ -198,8 +198,8 @@ def instrumented(meter: PhaseMeter) -> Iterator[None]:
     import editors.rome as rome_mod
     import sphere.method.projection as projection_mod
     import sphere.models as models_mod
+    import sphere.run.covariance as covariance_mod
     import sphere.run.runner as runner_mod
-    import sphere.run.statistics as statistics_mod
 
     def load(*args, **kwargs):
         model, tok = load_model(*args, **kwargs)
@@ -209,7 +209,7 @@ def instrumented(meter: PhaseMeter) -> Iterator[None]:
 
     load_model = models_mod.load_model
     run_cls = runner_mod.SequentialRun
-    stats_cls = statistics_mod.CovarianceCache
+    cache_cls = covariance_mod.CovarianceCache
     init = run_cls.__init__
 
     def run_init(self, *args, **kwargs):
@@ -220,7 +220,7 @@ def instrumented(meter: PhaseMeter) -> Iterator[None]:
     sphere_call = meter.wrap("SPHERE", projection_mod.SphereProjection.__call__)
     patches = [
         (models_mod, "load_model", meter.wrap("load", load)),
-        (stats_cls, "get", meter.wrap("statistics", stats_cls.get)),
+        (cache_cls, "get", meter.wrap("statistics", cache_cls.get)),
         (spread_mod, "compute_target_values", meter.wrap("z optimisation", spread_mod.compute_target_values)),
         (rome_mod, "compute_target_values", meter.wrap("z optimisation", rome_mod.compute_target_values)),
         (spread_mod, "compute_keys", meter.wrap("keys", spread_mod.compute_keys)),
@@ -239,8 +239,8 @@ def instrumented(meter: PhaseMeter) -> Iterator[None]:
 
 def measure_run(overrides: list[str], out_dir: Path | None = None) -> dict[str, Any]:
     """One ``sphere-edit <overrides>`` run in this process, with its peak memory per phase."""
+    from sphere.run.compose import compose_config
     from sphere.run.experiment import run_experiment
-    from sphere.run.schema import compose_config
 
     meter = PhaseMeter()
     with contextlib.ExitStack() as stack:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from editors.core.covariance import StatsOptions, collect_second_moments
+from editors.core.covariance import CovarianceOptions, collect_second_moments
 from editors.core.model_spec import ModelSpec
 from editors.core.requests import EditRequest
 from editors.core.solvers import full_precision
@@ -47,8 +47,8 @@ def hyperspherical_energy_full(W: torch.Tensor, power: float = 1.0, eps: float =
     return float(e.sum() - e.diagonal().sum())
 
 
-def stats_per_layer(
-    model: nn.Module, tok, spec: ModelSpec, layers: Sequence[int], texts: list[str], opts: StatsOptions
+def covariance_per_layer(
+    model: nn.Module, tok, spec: ModelSpec, layers: Sequence[int], texts: list[str], opts: CovarianceOptions
 ) -> dict[int, tuple[torch.Tensor, int]]:
     """One pass over the corpus per layer (the reference's layer_stats, which stops after the layer)."""
     out = {}

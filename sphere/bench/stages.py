@@ -142,8 +142,8 @@ class SmallModel:
     def __init__(self, overrides: list[str]) -> None:
         from editors.core.model_spec import spec_for
         from sphere.models import load_model
+        from sphere.run.compose import compose_config
         from sphere.run.config import validate
-        from sphere.run.schema import compose_config
 
         self.overrides = overrides
         self.s = validate(compose_config(["logger=none", *overrides]))
@@ -151,19 +151,19 @@ class SmallModel:
         self.spec = spec_for(self.model)
 
 
-def stats_stage(sm: SmallModel, n_texts: int, max_length: int, repeats: int) -> StageResult:
-    from editors.core.covariance import StatsOptions, collect_second_moments
+def covariance_stage(sm: SmallModel, n_texts: int, max_length: int, repeats: int) -> StageResult:
+    from editors.core.covariance import CovarianceOptions, collect_second_moments
     from sphere.data.corpus import corpus_texts
 
     layers = list(sm.s.editor.layers)
     texts = list(corpus_texts("bundled", 0, n_texts))
-    opts = StatsOptions(corpus="bundled", n_samples=n_texts, max_length=max_length, batch_size=16)
+    opts = CovarianceOptions(corpus="bundled", n_samples=n_texts, max_length=max_length, batch_size=16)
     with torch.no_grad():
         t_ours, ours = measure(
             lambda: collect_second_moments(sm.model, sm.tok, sm.spec, layers, texts, opts), repeats
         )
         t_ref, refd = measure(
-            lambda: ref.stats_per_layer(sm.model, sm.tok, sm.spec, layers, texts, opts), repeats
+            lambda: ref.covariance_per_layer(sm.model, sm.tok, sm.spec, layers, texts, opts), repeats
         )
     diff = max(_max_rel(ours[k][0], refd[k][0]) for k in layers)
     return StageResult(
@@ -227,15 +227,15 @@ def reference_mode() -> Iterator[None]:
     import editors.alphaedit as alphaedit_mod
     import editors.core.spread as spread_mod
     import sphere.evaluation as evaluation_mod
-    import sphere.run.statistics as statistics_mod
+    import sphere.run.covariance as covariance_mod
 
-    def stats(model, tok, spec, layers, texts, opts, **kw):
+    def per_layer(model, tok, spec, layers, texts, opts, **kw):
         texts = list(texts)
-        return ref.stats_per_layer(model, tok, spec, layers, texts, opts)
+        return ref.covariance_per_layer(model, tok, spec, layers, texts, opts)
 
     patches = [
         (spread_mod, "compute_target_values", ref.target_values_one_by_one),
-        (statistics_mod, "collect_second_moments", stats),
+        (covariance_mod, "collect_second_moments", per_layer),
         (alphaedit_mod, "nullspace_projector", ref.nullspace_projector_svd),
         (evaluation_mod, "evaluate_counterfact", ref.evaluate_record_by_record),
     ]
@@ -245,8 +245,8 @@ def reference_mode() -> Iterator[None]:
 
 def run_stage(overrides: list[str], editor: str, sphere: bool, n_edits: int, batch: int) -> StageResult:
     """One whole run (statistics, editing, evaluation; model loading excluded), ours vs reference mode."""
+    from sphere.run.compose import compose_config
     from sphere.run.experiment import run_experiment
-    from sphere.run.schema import compose_config
 
     job = [
         *overrides,

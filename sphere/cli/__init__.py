@@ -1,2 +1,2 @@
 """Command-line entry points (thin layers over ``sphere.api``): sphere-edit, sphere-eval, sphere-export,
-sphere-report, sphere-stats."""
+sphere-report, sphere-covariance (sphere-stats: its old name), sphere-bench."""

@@ -4,7 +4,7 @@
     sphere-bench --stages sphere nullspace he     # linear algebra only
     sphere-bench --scale 1                        # the 8B shapes in full (a GPU, or an hour of CPU)
     sphere-bench --stages run model=smollm2-135m  # key=value overrides pick the model of the model stages
-    sphere-bench --stages memory model.stats.n_samples=2000 model.stats.max_length=256   # peak RSS per phase
+    sphere-bench --stages memory model.covariance.n_samples=2000 model.covariance.max_length=256   # peak RSS per phase
 
 Ratios are reference-style time / ours, medians of ``--repeats`` runs; nothing is asserted.
 """
@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-STAGES = ("sphere", "nullspace", "solve", "he", "stats", "values", "eval", "run", "memory")
+STAGES = ("sphere", "nullspace", "solve", "he", "covariance", "values", "eval", "run", "memory")
+RENAMED_STAGES = {"stats": "covariance"}  # old name → new; the old one warns and goes in the next release
 
 
 def _human(n: int) -> str:
@@ -65,7 +66,7 @@ def markdown(env: dict, results: list, args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="sphere-bench", description=__doc__.splitlines()[0])
     p.add_argument("overrides", nargs="*", help="key=value config overrides for the model stages")
-    p.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
+    p.add_argument("--stages", nargs="+", choices=[*STAGES, *RENAMED_STAGES], default=list(STAGES))
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument(
         "--ref-repeats", type=int, default=3, help="repeats of slow reference-style linear algebra"
@@ -92,10 +93,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--out", type=Path, default=Path("outputs/bench"))
     args = p.parse_intermixed_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    for old, new in RENAMED_STAGES.items():
+        if old in args.stages:
+            from sphere.errors import warn_renamed
+
+            warn_renamed(f"sphere-bench --stages {old} is renamed {new}; {old} goes in the next release")
+            args.stages = [new if s == old else s for s in args.stages]
 
     from sphere.bench import stages as st
     from sphere.bench.harness import environment
-    from sphere.io import atomic_write_text
+    from sphere.files import atomic_write_text
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if args.scale is None:
@@ -139,10 +146,10 @@ def main(argv: list[str] | None = None) -> int:
             done(st.solve_stage(editor, args.scale, args.repeats, device))
     if "he" in args.stages:
         done(st.he_stage(args.repeats, device, args.he_scale))
-    if any(s in args.stages for s in ("stats", "values", "eval")):
+    if any(s in args.stages for s in ("covariance", "values", "eval")):
         sm = st.SmallModel(overrides)
-        if "stats" in args.stages:
-            done(st.stats_stage(sm, args.texts, args.max_length, args.repeats))
+        if "covariance" in args.stages:
+            done(st.covariance_stage(sm, args.texts, args.max_length, args.repeats))
         if "values" in args.stages:
             for n in args.requests:  # 100 requests one by one take minutes: measured once
                 done(st.values_stage(sm, n, args.repeats if n <= 10 else 1))

@@ -24,8 +24,8 @@ def rows(obj: Any, prefix: str) -> list[tuple[str, Any, Any, str]]:
 
 
 def describe_main(overrides: list[str]) -> int:
+    from sphere.run.compose import compose_config
     from sphere.run.config import validate
-    from sphere.run.schema import compose_config
 
     try:
         s = validate(compose_config(overrides))

@@ -29,7 +29,7 @@ from omegaconf import DictConfig
 
 from sphere.errors import ConfigError
 from sphere.extras import check_launcher, check_sweeper
-from sphere.run.schema import CONFIG_DIR, register_schemas
+from sphere.run.compose import CONFIG_DIR, register_schemas
 
 log = logging.getLogger("sphere")
 T = TypeVar("T")
@@ -41,7 +41,8 @@ NON_FINITE_HINT = (
     "or keep editor.solver_dtype=float64"
 )
 OOM_HINT = (
-    "lower dataset.batch_size, run.forward_batch_size or model.stats.batch_size, or use model.dtype=bfloat16"
+    "lower dataset.batch_size, run.forward_batch_size or model.covariance.batch_size, "
+    "or use model.dtype=bfloat16"
 )
 
 
@@ -60,7 +61,7 @@ def _reported(call: Callable[[], T], out_dir: Path | None) -> T | None:
     """Run ``call``, mapping the project's failures to one line and an exit code (module docstring);
     returns what ``call`` returns."""
     from editors.core.weights import NonFiniteUpdateError
-    from sphere.io import CorruptFileError
+    from sphere.files import CorruptFileError
     from sphere.run.plan import DoesNotFitError
 
     try:
@@ -94,8 +95,8 @@ def _reported(call: Callable[[], T], out_dir: Path | None) -> T | None:
 def _plan(overrides: list[str]) -> None:
     """``run.plan=true`` in a single run, composed without Hydra's run machinery: Hydra creates
     the run directory (and .hydra/ in it) before the job starts, and a plan writes nothing."""
+    from sphere.run.compose import compose_config
     from sphere.run.experiment import plan_config
-    from sphere.run.schema import compose_config
 
     cfg = compose_config(overrides)
     _reported(lambda: plan_config(cfg), None)

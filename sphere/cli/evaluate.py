@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_intermixed_args(argv)  # overrides may come before or after the options
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from sphere.io import CorruptFileError
+    from sphere.files import CorruptFileError
     from sphere.run.reevaluate import reevaluate
     from sphere.run.rundir import saved_points
 

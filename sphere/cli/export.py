@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from sphere.export import export_run
-    from sphere.io import CorruptFileError
+    from sphere.files import CorruptFileError
 
     out = args.out or Path(args.run_dir) / ("patch.safetensors" if args.patch else "export")
     try:

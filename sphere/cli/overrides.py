@@ -5,7 +5,7 @@ Hydra answers a mistyped group option or key with a dozen lines (its search path
 line for a configuration error. Two pieces close that gap:
 
 * ``check_overrides`` before Hydra runs: an override Hydra cannot parse is named, and the
-  ``base_*`` schemas (``sphere/run/schema.py``: the dataclasses the YAML files build on) are not
+  ``base_*`` schemas (``sphere/run/compose.py``: the dataclasses the YAML files build on) are not
   selectable: Hydra would accept ``editor=base_memit`` and run the bare defaults.
 * ``one_line`` after Hydra raised (``sphere-edit`` lets it raise, ``hydra_raises``): its
   composition and OmegaConf errors carry the group and its options, or the key, the node's type
@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from sphere.errors import ConfigError
-from sphere.run.schema import CONFIG_DIR
+from sphere.run.compose import CONFIG_DIR
 
-INTERNAL = "base_"  # the schemas' names in every group (schema.register_schemas)
+INTERNAL = "base_"  # the schemas' names in every group (compose.register_schemas)
 MAX_KEYS = 12  # keys listed in one line; --describe lists them all
 
 

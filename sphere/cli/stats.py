@@ -1,17 +1,18 @@
-"""``sphere-stats``: key statistics for later runs, on one process or data-parallel under torchrun.
-
-The command itself is ``sphere.stats.command.main`` (so that ``python -m sphere.stats`` and
-``torchrun -m sphere.stats`` run it without importing this layer); this module is its name among
-the console scripts.
-"""
+"""``sphere-stats``: the old name of ``sphere-covariance`` (renamed; this alias goes in the next
+release). It runs the same command after a one-line ``FutureWarning``."""
 
 from __future__ import annotations
 
 import sys
 
-from sphere.stats.command import main
+from sphere.covariance.command import main as covariance_main
+from sphere.errors import warn_renamed
 
-__all__ = ["main"]
+
+def main(argv: list[str] | None = None) -> int:
+    warn_renamed("sphere-stats is renamed sphere-covariance; sphere-stats goes in the next release")
+    return covariance_main(argv)
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,6 +1,6 @@
 """Text for key statistics: the bundled Wikipedia sample, a Wikipedia snapshot, a dataset, or a file.
 
-``corpus`` ids (``model.stats.corpus``):
+``corpus`` ids (``model.covariance.corpus``):
 
 - ``bundled``: data/corpus/wiki_sample.jsonl.gz (for CPU runs and tests), read in file order.
 - ``wikipedia``: HF ``wikimedia/wikipedia`` config ``20231101.en`` (the reference's
@@ -99,7 +99,7 @@ def draw_corpus(corpus: str, seed: int, n_samples: int | None) -> CorpusDraw:
     if path.is_file():
         return _file_draw(corpus, path, seed, n_samples)
     raise FileNotFoundError(
-        f"model.stats.corpus={corpus!r} is neither bundled, wikipedia, hf:<name>, a directory of shards "
+        f"model.covariance.corpus={corpus!r} is neither bundled, wikipedia, hf:<name>, a directory of shards "
         "nor an existing file"
     )
 
@@ -144,7 +144,7 @@ def _local_shards_draw(corpus: str, root: Path, seed: int, n_samples: int) -> Co
     ]
     if not names:
         raise FileNotFoundError(
-            f"model.stats.corpus={corpus!r} is a directory without {', '.join(SHARD_SUFFIXES)} shards"
+            f"model.covariance.corpus={corpus!r} is a directory without {', '.join(SHARD_SUFFIXES)} shards"
         )
     return draw_from_shards(
         names,
@@ -206,7 +206,7 @@ def _check_one_config(name: str, config: str | None, files: Iterable[str]) -> No
     if config is None and len(folders) > 1:
         shown = ", ".join(folders[:3])
         raise ValueError(
-            f"model.stats.corpus: {name} has train shards in {len(folders)} folders ({shown}, ...); "
+            f"model.covariance.corpus: {name} has train shards in {len(folders)} folders ({shown}, ...); "
             f"name a config: hf:{name}:<config>"
         )
 
@@ -234,7 +234,7 @@ def _streamed_draw(corpus: str, name: str, config: str | None, seed: int, n_samp
 
     buffer = 10_000
     log.warning(
-        "stats corpus %s has no parquet shards on the Hub: streaming it with a %d-row shuffle buffer, "
+        "covariance corpus %s has no parquet shards on the Hub: streaming it with a %d-row shuffle buffer, "
         "which is not a uniform sample of the dataset",
         corpus,
         buffer,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from sphere.io import atomic_write, atomic_write_text
+from sphere.files import atomic_write, atomic_write_text
 from sphere.paths import download_dir
 
 log = logging.getLogger("sphere.data.download")

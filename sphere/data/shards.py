@@ -62,7 +62,7 @@ def draw_from_shards(
         raise ValueError(f"n_samples={n_samples} and rows_per_shard={rows_per_shard} must be >= 1")
     names = sorted({str(s) for s in shards})
     if not names:
-        raise ValueError(f"stats corpus {corpus!r} has no shard files")
+        raise ValueError(f"covariance corpus {corpus!r} has no shard files")
     for name in names:
         if not name.endswith(SHARD_SUFFIXES):
             raise ValueError(f"shard {name!r} is not one of {', '.join(SHARD_SUFFIXES)}")
@@ -83,7 +83,7 @@ def draw_from_shards(
         "shards": [],
     }
     log.info(
-        "stats corpus %s: drawing %d texts from %d of %d shards (seed %d)",
+        "covariance corpus %s: drawing %d texts from %d of %d shards (seed %d)",
         corpus,
         n_samples,
         planned,

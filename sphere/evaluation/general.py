@@ -18,6 +18,7 @@ import math
 from typing import Any
 
 from sphere.evaluation.catalogue import Metric
+from sphere.evaluation.decoding import generate_texts
 from sphere.evaluation.general_scoring import (
     accuracy_metrics,
     label_metrics,
@@ -25,7 +26,6 @@ from sphere.evaluation.general_scoring import (
     strict_metrics,
 )
 from sphere.evaluation.general_tasks import TASKS, GeneralItem, GeneralTask, check_task_names, load_items
-from sphere.evaluation.generate import generate_texts
 from sphere.evaluation.registry import EvalView, Moment, register_evaluator
 from sphere.evaluation.scoring import score_continuations
 

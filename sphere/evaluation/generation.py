@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from sphere.evaluation.catalogue import Metric
-from sphere.evaluation.generate import generate_texts
+from sphere.evaluation.decoding import generate_texts
 from sphere.evaluation.registry import EvalView, Moment, register_evaluator
 from sphere.evaluation.textmetrics import ngram_entropy, tfidf_similarity, uses_punkt
 

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from sphere.errors import ConfigError
-from sphere.io import atomic_write_text
+from sphere.files import atomic_write_text
 from sphere.models.config import ModelConfig
 
 log = logging.getLogger(__name__)

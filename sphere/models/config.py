@@ -1,4 +1,4 @@
-"""The ``model`` config group: which model, how to load it, its edited layers and key statistics."""
+"""The ``model`` config group: which model, how to load it, its edited layers and their key covariance."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from sphere.errors import check_choice
 
 
 @dataclass
-class StatsConfig:
-    """Key statistics C = E[k kᵀ]: corpus ('bundled', 'wikipedia', a text/jsonl path, or 'hf:name[:config]')."""
+class CovarianceConfig:
+    """The key covariance C = E[k kᵀ] of each edited layer (``model.covariance``; ``model.stats``
+    before it was renamed): estimated from ``n_samples`` texts of ``corpus`` ('bundled',
+    'wikipedia', a text/jsonl path, or 'hf:name[:config]'), or read from ``precomputed``."""
 
     corpus: str = "bundled"
     n_samples: int = 1000
@@ -22,8 +24,8 @@ class StatsConfig:
 
     def __post_init__(self) -> None:
         if self.n_samples < 1:
-            raise ValueError(f"model.stats.n_samples={self.n_samples} must be >= 1")
-        check_choice("model.stats.dtype", self.dtype, ("float32", "float64"))
+            raise ValueError(f"model.covariance.n_samples={self.n_samples} must be >= 1")
+        check_choice("model.covariance.dtype", self.dtype, ("float32", "float64"))
 
 
 @dataclass
@@ -67,7 +69,7 @@ class ModelConfig:
     trust_remote_code: bool = False
     cache_dequantized: bool = True  # GGUF: keep the de-quantized weights in run.cache_dir (dequantized.py)
     layers: LayersConfig = field(default_factory=LayersConfig)
-    stats: StatsConfig = field(default_factory=StatsConfig)
+    covariance: CovarianceConfig = field(default_factory=CovarianceConfig)
 
     def __post_init__(self) -> None:
         check_choice("model.source", self.source, ("hf", "gguf", "tiny"))

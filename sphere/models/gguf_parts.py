@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from sphere.data.download import sha256_file
 from sphere.errors import ConfigError
-from sphere.io import CorruptFileError, atomic_write, atomic_write_text
+from sphere.files import CorruptFileError, atomic_write, atomic_write_text
 
 log = logging.getLogger(__name__)
 

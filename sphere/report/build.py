@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sphere.io import atomic_write_text
+from sphere.files import atomic_write_text
 from sphere.report import comparisons, html, tables
 from sphere.report.collect import Collection, collect
 from sphere.report.figures import FigureSet, make_figures

@@ -22,6 +22,7 @@ import pandas as pd
 import yaml
 
 from sphere.evaluation.he import HE_SIGNED, LAYER_PREFIX, he_summaries
+from sphere.run.identity import upgrade_config
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ _OPERATIONAL = (
     "logger.",
     "hydra.",
     "model.device",
-    "model.stats.batch_size",
+    "model.covariance.batch_size",
     "eval.every",
     "eval.batch_size",
     "eval.he.block_size",
@@ -162,6 +163,7 @@ def load_run(path: Path, run_id: str) -> Run:
         raise ValueError(f"{path / 'config.yaml'} is damaged ({type(e).__name__})") from None
     if not isinstance(config, dict):
         raise ValueError(f"{path / 'config.yaml'} is not a mapping")
+    config = upgrade_config(config)  # an older run's renamed keys (model.stats) under today's names
     summary = None
     if (path / "summary.json").exists():
         try:

@@ -19,8 +19,8 @@ from sphere.data.records import RecordList
 from sphere.errors import ConfigError
 from sphere.method.placement import SphereConfig, sphere_transform
 from sphere.method.projection import SphereProjection
-from sphere.models.config import StatsConfig
-from sphere.run.statistics import FORWARD_BATCH_SIZE, build_context
+from sphere.models.config import CovarianceConfig
+from sphere.run.covariance import FORWARD_BATCH_SIZE, build_context
 
 if TYPE_CHECKING:
     from sphere.run.config import Settings
@@ -52,7 +52,7 @@ def build_editor(
     hparams: Any,
     sphere: SphereConfig,
     *,
-    stats_cfg: StatsConfig,
+    covariance_cfg: CovarianceConfig,
     cache_dir: str | Path,
     seed: int = 0,
     forward_batch_size: int = FORWARD_BATCH_SIZE,
@@ -61,7 +61,7 @@ def build_editor(
 
     The registry's entry for ``editor`` says where it calls transforms; SPHERE's config is resolved
     against that (``method.placement``); the context gets the statistics, the caches and the SPHERE
-    transform (``statistics.build_context``); the entry builds the editor on it. W₀ is not
+    transform (``covariance.build_context``); the entry builds the editor on it. W₀ is not
     snapshotted here (``ctx.remember_pretrained``): the run checks the layers against the model first.
     """
     entry = get_editor(editor)
@@ -72,7 +72,7 @@ def build_editor(
         tok,
         spec,
         model_id,
-        stats_cfg=stats_cfg,
+        covariance_cfg=covariance_cfg,
         cache_dir=cache_dir,
         seed=seed,
         forward_batch_size=forward_batch_size,

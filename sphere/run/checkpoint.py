@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from sphere.io import CorruptFileError, load_tensors, save_tensors
+from sphere.files import CorruptFileError, load_tensors, save_tensors
 
 CHECKPOINT_DIR = "checkpoint"  # under the run directory: the two files below
 FILENAME = "checkpoint.safetensors"

@@ -12,17 +12,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from editors.core.model_spec import num_layers
 from editors.core.weights import weight_param
 from sphere.data.config import DatasetConfig
-from sphere.errors import ConfigError, check_choice
+from sphere.errors import ConfigError, check_choice, warn_renamed
 from sphere.evaluation.config import EvalConfig
 from sphere.method.placement import SphereConfig, resolve_placement
 from sphere.models.config import ModelConfig
-from sphere.run.identity import resume_mode
+from sphere.run.identity import RENAMED_KEYS, resume_mode
 
 
 @dataclass
@@ -116,10 +116,53 @@ def _structured(cls: type, node: Any, key: str):
         raise ConfigError(msg if msg.startswith(f"{key}.") or key != "editor" else f"editor.{msg}") from None
 
 
+def upgrade_renamed_keys(cfg: DictConfig) -> None:
+    """Move what an old key (``RENAMED_KEYS``: ``model.stats`` → ``model.covariance``) sets to its
+    new name, in place, and drop the old key, so that config.yaml, W&B and the run's identity hold
+    the new name only. A key set under its old name (``model.stats.n_samples=1000`` on the command
+    line, a ``stats:`` block in a model file) is said once, in one line naming the new key; the
+    composed config holds the old keys null (``sphere.run.compose.model_schema``), dropped silently."""
+    import difflib
+
+    for old, new in RENAMED_KEYS.items():
+        parent_key, _, leaf = old.rpartition(".")
+        parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+        if not isinstance(parent, DictConfig) or leaf not in parent:
+            continue
+        value = parent.get(leaf)
+        with open_dict(parent):
+            parent.pop(leaf)
+        given = OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
+        if given is None:
+            continue
+        if not isinstance(given, dict):
+            raise ConfigError(f"{old}={given!r}: {old} is now {new}, a group of keys ({new}.<key>=...)")
+        items = {str(k): v for k, v in given.items() if v is not None}  # None: the schema's unset keys
+        if not items:
+            continue
+        target = OmegaConf.select(cfg, new)
+        known = [str(k) for k in target] if isinstance(target, DictConfig) else []
+        for key, v in items.items():
+            if known and key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" (did you mean {new}.{close[0]}?)" if close else ""
+                raise ConfigError(f"{old}.{key}: no such key in {new}{hint}; its keys: {', '.join(known)}")
+            try:
+                with open_dict(cfg):
+                    OmegaConf.update(cfg, f"{new}.{key}", v, merge=True)
+            except OmegaConfBaseException as e:
+                raise ConfigError(f"bad value in {new}.{key}: {str(e).splitlines()[0]}") from None
+        shown = ", ".join(f"{new}.{k}={v}" for k, v in items.items())
+        warn_renamed(f"{old} is renamed {new}: read as {shown}; {old} goes in the next release")
+
+
 def validate(cfg: DictConfig) -> Settings:
-    """Check the whole composed config and return typed settings (raises ConfigError)."""
+    """Check the whole composed config and return typed settings (raises ConfigError). Keys set
+    under an old name are moved to the new one in ``cfg`` first (``upgrade_renamed_keys``)."""
     from editors import get_editor
     from sphere.evaluation.registry import get_evaluator
+
+    upgrade_renamed_keys(cfg)
 
     editor_node = OmegaConf.to_container(cfg.editor, resolve=True)
     assert isinstance(editor_node, dict)

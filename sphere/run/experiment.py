@@ -12,7 +12,7 @@ from typing import Any, cast
 from omegaconf import DictConfig, OmegaConf
 
 from sphere.errors import ConfigError
-from sphere.io import atomic_write_text
+from sphere.files import atomic_write_text
 from sphere.run.build import edit_stream
 from sphere.run.config import Settings, validate
 from sphere.run.identity import Decision, clear_outputs, decide

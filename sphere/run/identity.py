@@ -57,7 +57,7 @@ OPERATIONAL = (
     "model.device",
     "model.device_map",
     "model.cache_dequantized",
-    "model.stats.batch_size",
+    "model.covariance.batch_size",
     "eval.batch_size",
     "eval.he.block_size",
     "eval.generation.batch_size",
@@ -96,6 +96,43 @@ def resume_mode(value: Any) -> str:
     return text
 
 
+# Config keys renamed since older runs wrote their config.yaml, old dotted key → new. An older run
+# directory still resumes, reports and re-evaluates as today's configuration (``upgrade_config``),
+# and ``sphere.run.config.validate`` still reads an old key set on the command line or in a config
+# file, with a warning, for one release.
+RENAMED_KEYS = {"model.stats": "model.covariance"}
+
+
+def upgrade_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``config`` (a config.yaml's mapping) with every renamed key (``RENAMED_KEYS``)
+    under its new name: a mapping is merged into the new key's (its values winning), anything else
+    replaces it; an empty or null old key is dropped."""
+    import copy
+
+    out = copy.deepcopy(dict(config))
+    for old, new in RENAMED_KEYS.items():
+        old_parent, new_parent = _node(out, old.rpartition(".")[0]), _node(out, new.rpartition(".")[0])
+        old_leaf, new_leaf = old.rpartition(".")[2], new.rpartition(".")[2]
+        if old_parent is None or old_leaf not in old_parent:
+            continue
+        value = old_parent.pop(old_leaf)
+        if value is None or value == {} or new_parent is None:
+            continue
+        current = new_parent.get(new_leaf)
+        if isinstance(value, Mapping) and isinstance(current, Mapping):
+            value = {**current, **value}
+        new_parent[new_leaf] = value
+    return out
+
+
+def _node(config: dict[str, Any], dotted: str) -> dict[str, Any] | None:
+    """The mapping at ``dotted`` in ``config`` ("" is ``config`` itself), or None."""
+    node: Any = config
+    for part in dotted.split(".") if dotted else []:
+        node = node.get(part) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else None
+
+
 def operational(key: str) -> bool:
     return any(
         key.startswith(p) if p.endswith(".") else key == p or key.startswith(p + ".") for p in OPERATIONAL
@@ -114,8 +151,9 @@ def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 
 def config_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
     """(key, old value, new value) for every non-operational key that differs, in key order; a key
-    missing on one side is ``<absent>`` there (a schema that gained a key is another code)."""
-    a, b = flatten(old), flatten(new)
+    missing on one side is ``<absent>`` there (a schema that gained a key is another code). Renamed
+    keys are compared under their new names (``upgrade_config``)."""
+    a, b = flatten(upgrade_config(old)), flatten(upgrade_config(new))
     absent = "<absent>"
     return [
         (k, a.get(k, absent), b.get(k, absent))

@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from sphere.io import atomic_write_text
+from sphere.files import atomic_write_text
 
 OUTCOMES_FILE = "outcomes.jsonl"
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from sphere.io import save_tensors, tensors_digest
+from sphere.files import save_tensors, tensors_digest
 
 
 def param_names(model) -> dict[int, str]:

@@ -228,7 +228,7 @@ def make_plan(s: Settings, *, n_edits: int | None = None, budget: Budget | None 
             on_cuda=device != "cpu" and not s.model.device_map,
             on_cpu=device == "cpu",
         ),
-        *statistics_items(s, shape, dtype, pieces.stats_layers),
+        *statistics_items(s, shape, dtype, pieces.covariance_layers),
         *memory,
         *run_items(
             s,
@@ -236,7 +236,7 @@ def make_plan(s: Settings, *, n_edits: int | None = None, budget: Budget | None 
             arch,
             n_layers=len(layers),
             n_edits=n_edits,
-            stats_layers=pieces.stats_layers,
+            covariance_layers=pieces.covariance_layers,
             state=sum(i.nbytes for i in pieces.items if i.checkpointed),
             caches=[i for i in pieces.items if i.where == "disk"],
             on_cuda=device != "cpu",

@@ -115,9 +115,9 @@ def weight_items(
 
 def statistics_items(s: Settings, shape: Shape, dtype: torch.dtype, n: int) -> list[Item]:
     """Key statistics C = E[k kᵀ] of the ``n`` layers the editor reads, d_ff × d_ff float32 each,
-    held in host memory for the run (the statistics cache keeps them: sphere/run/statistics.py);
+    held in host memory for the run (the statistics cache keeps them: sphere/run/covariance.py);
     collecting them (unless cached under run.cache_dir or precomputed) keeps Σkkᵀ per layer on the
-    device in ``model.stats.dtype`` and runs forwards of model.stats.batch_size × max_length tokens
+    device in ``model.covariance.dtype`` and runs forwards of model.covariance.batch_size × max_length tokens
     up to the deepest layer, capturing each edited layer's input (editors/core/covariance.py)."""
     if n == 0:
         return []
@@ -131,10 +131,10 @@ def statistics_items(s: Settings, shape: Shape, dtype: torch.dtype, n: int) -> l
             setting="use fewer editor.layers",
         )
     ]
-    if s.model.stats.precomputed:
+    if s.model.covariance.precomputed:
         return items
-    sb = 8 if s.model.stats.dtype == "float64" else 4
-    tokens = s.model.stats.batch_size * s.model.stats.max_length
+    sb = 8 if s.model.covariance.dtype == "float64" else 4
+    tokens = s.model.covariance.batch_size * s.model.covariance.max_length
     items += [
         Item(
             "collecting C: running sums Σkkᵀ (+ one batch's)",
@@ -142,7 +142,7 @@ def statistics_items(s: Settings, shape: Shape, dtype: torch.dtype, n: int) -> l
             (n + 1) * ff2 * sb,
             f"({n} + 1) × {shape.d_ff}² × {sb} B, unless cached",
             (STATS,),
-            "set model.stats.dtype=float32" if sb == 8 else "use fewer editor.layers",
+            "set model.covariance.dtype=float32" if sb == 8 else "use fewer editor.layers",
         ),
         Item(
             "collecting C: one batch's forward",
@@ -150,7 +150,7 @@ def statistics_items(s: Settings, shape: Shape, dtype: torch.dtype, n: int) -> l
             tokens * (n * shape.d_ff * b + shape.d_ff * sb + b * (3 * shape.d_ff + 4 * shape.d_model)),
             f"{tokens:,} tokens × ({n} captured inputs + one block)",
             (STATS,),
-            "lower model.stats.batch_size or model.stats.max_length",
+            "lower model.covariance.batch_size or model.covariance.max_length",
         ),
     ]
     return items
@@ -163,7 +163,7 @@ def run_items(
     *,
     n_layers: int,
     n_edits: int | None,
-    stats_layers: int,
+    covariance_layers: int,
     state: int,
     caches: Sequence[Item],
     on_cuda: bool,
@@ -219,13 +219,13 @@ def run_items(
             f"{kept} × {human_bytes(layers_bytes)}",
         ),
     ]
-    if stats_layers and not s.model.stats.precomputed:
+    if covariance_layers and not s.model.covariance.precomputed:
         items.append(
             Item(
                 "statistics cache (run.cache_dir)",
                 "disk",
-                stats_layers * shape.d_ff**2 * 4,
-                f"{stats_layers} × {shape.d_ff}² × 4 B",
+                covariance_layers * shape.d_ff**2 * 4,
+                f"{covariance_layers} × {shape.d_ff}² × 4 B",
             )
         )
     items += caches

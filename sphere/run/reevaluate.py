@@ -10,7 +10,6 @@ unedited model on all records. Results go to ``<run>/reeval/<tag>.json``, rewrit
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sphere.errors import ConfigError
-from sphere.io import atomic_write_json
+from sphere.files import atomic_write_json
+from sphere.run.identity import upgrade_config
 from sphere.run.rundir import (
     CONFIG_FILE,
     METRICS_FILE,
@@ -30,17 +30,21 @@ from sphere.run.rundir import (
     split_per_layer,
     write_summary_text,
 )
+from sphere.run.sweep import overrides_name
 
 log = logging.getLogger(__name__)
 
 
 def run_config_with(run_dir: Path, overrides: Sequence[str] = ()) -> DictConfig:
-    """The run's resolved config with ``key=value`` overrides merged in (unknown keys refused)."""
+    """The run's resolved config with ``key=value`` overrides merged in (unknown keys refused); keys
+    renamed since the run was written are under their new names (``sphere.run.identity.upgrade_config``)."""
     path = Path(run_dir) / CONFIG_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path} not found; pass a run directory written by sphere-edit")
-    cfg = OmegaConf.load(path)
-    assert isinstance(cfg, DictConfig)
+    stored = OmegaConf.to_container(OmegaConf.load(path))
+    assert isinstance(stored, dict)
+    # An older run's renamed keys (model.stats) under today's names.
+    cfg = OmegaConf.create(upgrade_config({str(k): v for k, v in stored.items()}))
     OmegaConf.set_struct(cfg, True)
     try:
         return OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))  # type: ignore[return-value]
@@ -49,9 +53,12 @@ def run_config_with(run_dir: Path, overrides: Sequence[str] = ()) -> DictConfig:
 
 
 def tag_for(overrides: Sequence[str]) -> str:
-    """A file name for these overrides: readable, stable, never a path."""
-    text = ",".join(sorted(overrides)) or "default"
-    return re.sub(r"[^A-Za-z0-9._=,-]+", "_", text)[:120]
+    """The file name (without ``.json``) of the re-evaluation with these overrides: sorted, as
+    ``key-value`` items joined by ``_`` in [A-Za-z0-9._-] only, as sweep job directories are named
+    (``sphere.run.sweep.overrides_name``): ``eval.evaluators=[he]`` → ``eval.evaluators-he``; no
+    overrides → ``default``. Files of older versions (``eval.evaluators=_he_.json``, with ``=`` and
+    ``,``) are left as they are; nothing reads a re-evaluation back by its name."""
+    return overrides_name(overrides)[:120]
 
 
 def rebuild(run_dir: Path, overrides: Sequence[str] = ()):
@@ -77,7 +84,7 @@ def merge_into_run(run_dir: Path, result: dict[str, Any]) -> None:
     checkpoints after editing (spec §5), here without a second set of result files to reconcile."""
     import json
 
-    from sphere.io import atomic_write_text
+    from sphere.files import atomic_write_text
 
     rows_path, summary_path = run_dir / METRICS_FILE, run_dir / SUMMARY_FILE
     rows = []

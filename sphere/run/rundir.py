@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sphere.io import atomic_write_text
+from sphere.files import atomic_write_text
 from sphere.run.checkpoint import CHECKPOINT_DIR, load_checkpoint
 from sphere.run.checkpoint import FILENAME as CHECKPOINT_FILE
 from sphere.run.checkpoint import W0_FILENAME as W0_FILE

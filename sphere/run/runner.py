@@ -62,7 +62,7 @@ class SequentialRun:
             s.editor_name,
             s.editor,
             s.sphere,
-            stats_cfg=s.model.stats,
+            covariance_cfg=s.model.covariance,
             cache_dir=s.run.cache_dir,
             seed=s.run.seed,
             forward_batch_size=s.run.forward_batch_size,

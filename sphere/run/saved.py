@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from sphere.io import load_tensors, read_metadata, save_tensors
+from sphere.files import load_tensors, read_metadata, save_tensors
 from sphere.run.checkpoint import CHECKPOINT_DIR, FILENAME, load_checkpoint
 
 KEPT_DIR = "kept"

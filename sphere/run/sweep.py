@@ -24,7 +24,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from sphere.io import atomic_write_json, safe_name
+from sphere.files import atomic_write_json, safe_name
 from sphere.run.identity import resume_mode
 
 # Overrides that do not change what a job computes (or are paths): left out of its directory name.
@@ -43,13 +43,18 @@ def job_dirname(overrides: Sequence[str]) -> str:
     keys, as ``key-value`` joined by ``_`` (``editor=memit sphere=on run.seed=1`` →
     ``editor-memit_run.seed-1_sphere-on``; ``run.keep_at=[100]`` → ``run.keep_at-100``), in
     [A-Za-z0-9._-] only; the same command gives every job the same name again (resuming needs it)."""
-    kept = sorted(o for o in overrides if not o.startswith(NOT_IN_NAME))
+    return overrides_name([o for o in overrides if not o.startswith(NOT_IN_NAME)])[:200]
+
+
+def overrides_name(overrides: Sequence[str]) -> str:
+    """``overrides``, sorted, as ``key-value`` items joined by ``_``, in [A-Za-z0-9._-] only
+    (``default`` when there are none): the names of sweep jobs (``job_dirname``) and of
+    re-evaluations (``sphere.run.reevaluate.tag_for``)."""
     items = []
-    for override in kept:
+    for override in sorted(overrides):
         key, eq, value = override.partition("=")
         items.append(_readable(key.lstrip("+~")) + ("-" + _readable(value) if eq else ""))
-    name = "_".join(items).strip(".-") or "default"
-    return name[:200]
+    return "_".join(items).strip(".-") or "default"
 
 
 INDEX = "index.json"

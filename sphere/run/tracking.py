@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from editors.core.faults import kill_point
-from sphere.io import atomic_write_json, atomic_write_text
+from sphere.files import atomic_write_json, atomic_write_text
 from sphere.run.config import LoggerConfig
 from sphere.run.rundir import METRICS_FILE, SUMMARY_FILE
 

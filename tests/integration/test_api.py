@@ -54,7 +54,7 @@ def test_edit_with_records_reports_quality_and_continues(ten_layer_llama, tmp_pa
             editor="memit",
             hparams={"layers": [2, 3], "mom2_update_weight": 1.0, "v_lr": 1.0, "clamp_norm_factor": 10},
             sphere={"alpha": 0.8, "rank": 4},
-            stats={"n_samples": 40, "max_length": 32},
+            covariance={"n_samples": 40, "max_length": 32},
             batch_size=1,
             cache_dir=tmp_path,
             evaluate=True,

@@ -26,7 +26,7 @@ from editors.core.model_spec import input_device, output_device, spec_for
 from editors.core.weights import EditedWeights, OffloadedWeightError, check_editable
 from sphere.data import load_records
 from sphere.errors import ConfigError
-from sphere.evaluation.generate import generate_texts
+from sphere.evaluation.decoding import generate_texts
 from sphere.models import load_model
 from sphere.run.checkpoint import load_checkpoint
 from sphere.run.runner import SequentialRun
@@ -51,8 +51,8 @@ TINY = (
     "model.tiny.num_hidden_layers=4",
     "model.layers.multi=[1,2]",
     "model.layers.single=[1]",
-    "model.stats.n_samples=32",
-    "model.stats.max_length=32",
+    "model.covariance.n_samples=32",
+    "model.covariance.max_length=32",
 )
 EDITORS = ("memit", "rome", "alphaedit", "rect", "prune")
 

@@ -137,7 +137,9 @@ def test_a_new_editor_and_evaluator_are_one_file_each(tmp_path):
             f"hydra.run.dir={out}",
             cwd=tmp_path,
         )
-        report = _cli("sphere.cli.report", str(tmp_path / "runs"), "-o", str(tmp_path / "report"), "-q", cwd=tmp_path)
+        report = _cli(
+            "sphere.cli.report", str(tmp_path / "runs"), "-o", str(tmp_path / "report"), "-q", cwd=tmp_path
+        )
     finally:
         for path in files:
             path.unlink(missing_ok=True)

@@ -146,9 +146,9 @@ def test_settings_the_model_refutes_stop_before_any_edit(tmp_path, config_tiny_l
     assert needle in str(e.value) and torch.equal(read_weight(model, spec_for(model), 0), before)
 
 
-def test_a_missing_statistics_corpus_names_the_key(tmp_path, config_tiny_llama):
+def test_a_missing_covariance_corpus_names_the_key(tmp_path, config_tiny_llama):
     model, _ = config_tiny_llama
     with restored(model):
-        _, run = _run(tmp_path, config_tiny_llama, "model.stats.corpus=/no/such/corpus.txt")
-        with pytest.raises(FileNotFoundError, match=r"model\.stats\.corpus='/no/such/corpus\.txt'"):
+        _, run = _run(tmp_path, config_tiny_llama, "model.covariance.corpus=/no/such/corpus.txt")
+        with pytest.raises(FileNotFoundError, match=r"model\.covariance\.corpus='/no/such/corpus\.txt'"):
             run.editor.setup()

@@ -36,7 +36,7 @@ ARGS = (
 # (kill point pattern, what it interrupts). Each must fire once in a 3-batch run.
 POINTS = [
     ("batch.commit:2", "during the first batch: after its second layer's update was added"),
-    ("stats.collect", "while collecting key statistics"),
+    ("covariance.collect", "while collecting key statistics"),
     ("write:model.layers.*", "while writing a statistics cache file"),
     ("batch.logged:2", "between batches: batch 2 logged, its checkpoint not yet written"),
     ("write:checkpoint.safetensors:2", "while writing the second checkpoint"),

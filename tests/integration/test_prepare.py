@@ -6,8 +6,8 @@ from helpers import DISTINCT8
 
 
 def test_prepare_fills_the_cache_a_run_then_reads(tmp_path, caplog):
+    from sphere.run.compose import compose_config
     from sphere.run.experiment import run_experiment
-    from sphere.run.schema import compose_config
 
     def cfg(*extra: str):
         return compose_config(

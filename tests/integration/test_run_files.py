@@ -28,8 +28,8 @@ def _run(tmp: Path, cache: Path, *overrides: str) -> Path:
     """A tiny MEMIT+SPHERE run of 8 edits in batches of 4, in-process; its directory. Runs share
     ``cache`` (the key statistics are computed once) and optimise z briefly: these tests check the
     files' consistency with each other, not how well the edits take."""
+    from sphere.run.compose import compose_config
     from sphere.run.experiment import run_experiment
-    from sphere.run.schema import compose_config
 
     cfg = compose_config(
         [
@@ -40,7 +40,7 @@ def _run(tmp: Path, cache: Path, *overrides: str) -> Path:
             "dataset.batch_size=4",
             "run.plots=false",
             "editor.v_num_grad_steps=4",
-            "model.stats.n_samples=50",
+            "model.covariance.n_samples=50",
             f"run.cache_dir={cache}",
             *overrides,
         ]
@@ -129,8 +129,8 @@ def test_figures_are_drawn_by_the_layer_above_the_run(tmp_path, cache):
     the run's figures into its directory; ``run_experiment`` alone draws none (the run layer
     never draws: the import layers, tests/unit/test_layers.py)."""
     from sphere.api import run_config
+    from sphere.run.compose import compose_config
     from sphere.run.experiment import run_experiment
-    from sphere.run.schema import compose_config
 
     overrides = [
         "model=tiny-llama",
@@ -140,7 +140,7 @@ def test_figures_are_drawn_by_the_layer_above_the_run(tmp_path, cache):
         "dataset.batch_size=4",
         "run.plots=true",
         "editor.v_num_grad_steps=1",
-        "model.stats.n_samples=50",
+        "model.covariance.n_samples=50",
         f"run.cache_dir={cache}",
     ]
     drawn = tmp_path / "drawn"

@@ -13,8 +13,8 @@ from helpers import DISTINCT8
 @pytest.fixture(scope="module")
 def saved_run(tmp_path_factory) -> Path:
     """A finished tiny MEMIT+SPHERE run: 8 edits in batches of 4, evaluated at 4, kept at 4."""
+    from sphere.run.compose import compose_config
     from sphere.run.experiment import run_experiment
-    from sphere.run.schema import compose_config
 
     tmp = tmp_path_factory.mktemp("saved")
     cfg = compose_config(
@@ -176,8 +176,8 @@ def test_general_ability_through_a_run_its_summary_and_report(tmp_path):
     ``eval.general.every`` and at the end; its keys reach metrics.jsonl, summary.json and the report's
     general-ability figure and table columns."""
     from sphere.report.build import build_report
+    from sphere.run.compose import compose_config
     from sphere.run.experiment import run_experiment
-    from sphere.run.schema import compose_config
 
     cfg = compose_config(
         [

@@ -180,7 +180,7 @@ def test_slurm_launcher_writes_the_expected_sbatch_script(tmp_path, monkeypatch)
     import submitit
     from hydra.core.utils import JobReturn
 
-    from sphere.run.schema import compose_config
+    from sphere.run.compose import compose_config
 
     cfg = compose_config(
         [

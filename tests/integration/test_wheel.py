@@ -125,7 +125,7 @@ def test_installed_wheel_edits_from_an_empty_directory(installed, tmp_path):
         "logger=none",
         "dataset.limit=2",
         "dataset.batch_size=2",
-        "model.stats.n_samples=16",
+        "model.covariance.n_samples=16",
         "editor.v_num_grad_steps=2",
         "run.plots=false",
     )

@@ -34,7 +34,7 @@ WIDE = [
     "sphere=on",
     "dataset.limit=4",
     "dataset.batch_size=4",
-    "model.stats.n_samples=64",  # two batches of 32 texts: the peak does not depend on the count
+    "model.covariance.n_samples=64",  # two batches of 32 texts: the peak does not depend on the count
 ]
 
 

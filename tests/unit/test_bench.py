@@ -37,11 +37,11 @@ def test_reference_mode_restores_every_patched_function():
     import editors.alphaedit as alphaedit_mod
     import editors.core.spread as spread_mod
     import sphere.evaluation as evaluation_mod
-    import sphere.run.statistics as statistics_mod
+    import sphere.run.covariance as covariance_mod
 
     before = [
         spread_mod.compute_target_values,
-        statistics_mod.collect_second_moments,
+        covariance_mod.collect_second_moments,
         alphaedit_mod.nullspace_projector,
         evaluation_mod.evaluate_counterfact,
     ]
@@ -49,7 +49,7 @@ def test_reference_mode_restores_every_patched_function():
         assert spread_mod.compute_target_values is ref.target_values_one_by_one
     after = [
         spread_mod.compute_target_values,
-        statistics_mod.collect_second_moments,
+        covariance_mod.collect_second_moments,
         alphaedit_mod.nullspace_projector,
         evaluation_mod.evaluate_counterfact,
     ]

@@ -30,7 +30,7 @@ def run(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
         (["editor=base_memit"], ["editor=base_memit: no such editor", EDITORS, "did you mean editor=memit?"]),
         (["-m", "editor=memit,base_rome"], ["editor=base_rome: no such editor", "did you mean editor=rome?"]),
         (["sphere.alfa=0.5"], ["sphere.alfa: no such key in sphere", "did you mean sphere.alpha?", "beta"]),
-        (["model.stats.batchsize=2"], ["did you mean model.stats.batch_size?"]),
+        (["model.covariance.batchsize=2"], ["did you mean model.covariance.batch_size?"]),
         (["dataset.limit=abc"], ["dataset.limit=abc", "takes an integer or null"]),
         (["run.plan=maybe"], ["run.plan=maybe", "takes true or false"]),
         (["run.resume=maybe"], ["run.resume='maybe' is not allowed; choose one of auto, true, false"]),
@@ -76,7 +76,7 @@ def test_a_bundled_architecture_is_planned_without_the_hub(monkeypatch):
     import transformers
 
     from sphere.models.architecture import load_architecture
-    from sphere.run.schema import compose_config
+    from sphere.run.compose import compose_config
 
     asked = []
 

@@ -346,6 +346,6 @@ def test_unknown_corpus_names_the_setting(tmp_path):
     with pytest.raises(FileNotFoundError) as err:
         draw_corpus(str(tmp_path / "missing.jsonl"), 0, 10)
     message = str(err.value)
-    assert "model.stats.corpus" in message and "\n" not in message
-    with pytest.raises(FileNotFoundError, match="model.stats.corpus"):
+    assert "model.covariance.corpus" in message and "\n" not in message
+    with pytest.raises(FileNotFoundError, match="model.covariance.corpus"):
         corpus_texts("wikipedia-typo")

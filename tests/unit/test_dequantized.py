@@ -47,8 +47,8 @@ def test_an_interrupted_copy_is_not_used(tmp_path):
 def test_smollm2_copy_equals_the_gguf_load(tmp_path):
     """The real GGUF: the second load reads the cached copy and gets the same weights and tokens."""
     from sphere.models import load_model
+    from sphere.run.compose import compose_config
     from sphere.run.config import validate
-    from sphere.run.schema import compose_config
 
     cfg = validate(compose_config(["logger=none", "model=smollm2-135m", "model.device=cpu"])).model
     first, tok1 = load_model(cfg, tmp_path)

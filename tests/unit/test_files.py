@@ -13,13 +13,13 @@ import pytest
 import safetensors.torch
 import torch
 
-from editors.core.covariance import StatsOptions, weights_digest
+from editors.core.covariance import CovarianceOptions, weights_digest
 from editors.core.model_spec import spec_for
 from sphere.data.corpus import corpus_texts
-from sphere.io import CorruptFileError, load_tensors, safe_name, save_tensors
+from sphere.files import CorruptFileError, load_tensors, safe_name, save_tensors
 from sphere.run.checkpoint import load_checkpoint, save_checkpoint
 from sphere.run.config import LoggerConfig
-from sphere.run.statistics import CovarianceCache
+from sphere.run.covariance import CovarianceCache
 from sphere.run.tracking import Tracker
 
 
@@ -45,7 +45,7 @@ def test_checksummed_tensors_round_trip_and_damage_is_detected(tmp_path):
 def test_a_damaged_statistics_cache_is_recomputed_not_loaded(tiny_llama, tmp_path):
     model, tok = tiny_llama
     spec = spec_for(model)
-    opts = StatsOptions(corpus="bundled", n_samples=10, max_length=32, batch_size=10)
+    opts = CovarianceOptions(corpus="bundled", n_samples=10, max_length=32, batch_size=10)
     digest = weights_digest(model, spec, range(4))
     calls = []
 
@@ -63,8 +63,8 @@ def test_a_damaged_statistics_cache_is_recomputed_not_loaded(tiny_llama, tmp_pat
 
 def test_the_statistics_key_holds_the_corpus_seed():
     cache = CovarianceCache(None)
-    a = StatsOptions("wikipedia", 100, 64, seed=0)
-    b = StatsOptions("wikipedia", 100, 64, seed=1)
+    a = CovarianceOptions("wikipedia", 100, 64, seed=0)
+    b = CovarianceOptions("wikipedia", 100, 64, seed=1)
     assert cache.key("m", "d", "mod", a) != cache.key("m", "d", "mod", b)
 
 
@@ -80,14 +80,14 @@ def test_precomputed_statistics_are_picked_by_sample_count(tiny_llama, tmp_path)
     digest = weights_digest(model, spec, range(4))
 
     def get(n):
-        opts = StatsOptions("bundled", n, 32, 10)
+        opts = CovarianceOptions("bundled", n, 32, 10)
         return CovarianceCache(None, precomputed=str(tmp_path)).get(
             model, tok, spec, [1], opts, "t", None, digest
         )
 
     assert torch.allclose(get(2000)[1], torch.eye(128) * 5.0)  # not the first file that sorts
     assert torch.allclose(get(100)[1], torch.eye(128))
-    with pytest.raises(FileNotFoundError, match="sample counts 100, 2000 but model.stats.n_samples=500"):
+    with pytest.raises(FileNotFoundError, match="sample counts 100, 2000 but model.covariance.n_samples=500"):
         get(500)
     # Our own files say their count in the header (read without loading the matrix).
     save_tensors(
@@ -207,7 +207,7 @@ def test_written_files_honour_the_umask(tmp_path, umask, mode):
     import os
     import stat
 
-    from sphere.io import atomic_write_text
+    from sphere.files import atomic_write_text
 
     old = os.umask(umask)
     try:

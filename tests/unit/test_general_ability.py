@@ -16,6 +16,7 @@ import pytest
 from sphere.data import download as dl
 from sphere.evaluation import general as general_mod
 from sphere.evaluation.config import EvalConfig, GeneralConfig
+from sphere.evaluation.decoding import generate_texts
 from sphere.evaluation.general import GeneralAbility
 from sphere.evaluation.general_scoring import (
     INVALID,
@@ -40,7 +41,6 @@ from sphere.evaluation.general_tasks import (
     read_jsonl,
     read_nli_tsv,
 )
-from sphere.evaluation.generate import generate_texts
 from sphere.evaluation.registry import EvalView, get_evaluator
 
 ROOT = Path(__file__).resolve().parents[2]

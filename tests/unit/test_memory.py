@@ -16,12 +16,12 @@ import torch
 from helpers import random_psd, settings
 
 import editors.core.solvers as solvers
-from editors.core.covariance import StatsOptions, collect_second_moments
+from editors.core.covariance import CovarianceOptions, collect_second_moments
 from editors.core.model_spec import spec_for
 from editors.core.nethook import capture, run_until_stop
 from editors.core.solvers import memit_delta
 from sphere.data.corpus import corpus_texts
-from sphere.io import tensors_digest
+from sphere.files import tensors_digest
 from sphere.method.energy import hyperspherical_energy
 from sphere.method.projection import project_update
 
@@ -94,7 +94,7 @@ def test_second_moments_equal_the_plain_sum(tiny_llama):
     spec = spec_for(model)
     layers = [1, 2]
     texts = list(corpus_texts("bundled", 0, 10))
-    opts = StatsOptions(corpus="bundled", n_samples=10, max_length=24, batch_size=3)  # 4 batches
+    opts = CovarianceOptions(corpus="bundled", n_samples=10, max_length=24, batch_size=3)  # 4 batches
     ours = collect_second_moments(model, tok, spec, layers, texts, opts)
 
     names = {layer: spec.weight_module_name(layer) for layer in layers}

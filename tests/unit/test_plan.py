@@ -237,8 +237,8 @@ def test_cpu_ram_check_only_fails_when_clearly_impossible(tmp_path, caplog):
 def test_real_run_stops_before_loading(tmp_path, monkeypatch):
     import sphere.models
     import sphere.run.plan as plan_mod
+    from sphere.run.compose import compose_config
     from sphere.run.experiment import run_experiment
-    from sphere.run.schema import compose_config
 
     class Loaded(Exception):
         pass
@@ -326,7 +326,7 @@ class KeyBank:
         work = PlanItem(
             "KeyBank: scores", "device", hp.slots * shape.d_ff * 4, "slots × d_ff × 4 B", (SOLVE,)
         )
-        return Footprint([bank, work], stats_layers=n)
+        return Footprint([bank, work], covariance_layers=n)
 
 
 @pytest.fixture
@@ -350,8 +350,8 @@ def settings_with_editor(tmp_path: Path, name: str, *overrides: str, **knobs):
     """``sphere-edit <overrides>`` with the editor node replaced by a registered plug-in's (no yaml)."""
     from omegaconf import OmegaConf, open_dict
 
+    from sphere.run.compose import compose_config
     from sphere.run.config import validate
-    from sphere.run.schema import compose_config
 
     cfg = compose_config(["logger=none", f"run.cache_dir={tmp_path / 'cache'}", *overrides])
     with open_dict(cfg):

@@ -89,8 +89,8 @@ def test_memit_family_spread_reaches_z_through_gemma3_norm(tmp_path, monkeypatch
     from editors.core.templates import ContextTemplates
     from editors.core.values import ValueOptions
     from editors.core.weights import read_weight, write_weight
-    from sphere.models.config import StatsConfig
-    from sphere.run.statistics import build_context
+    from sphere.models.config import CovarianceConfig
+    from sphere.run.covariance import build_context
 
     model, tok = tiny("gemma3", layers=2, hidden=32, ff=64, init=0.5)
     spec = spec_for(model)
@@ -118,7 +118,7 @@ def test_memit_family_spread_reaches_z_through_gemma3_norm(tmp_path, monkeypatch
     reached = {}
     for mapped in (True, False):
         ctx = build_context(model, tok, spec if mapped else dataclasses.replace(spec, post_mlp_norm=None), "tiny",
-                            stats_cfg=StatsConfig(corpus="bundled", n_samples=4, max_length=16, batch_size=4),
+                            covariance_cfg=CovarianceConfig(corpus="bundled", n_samples=4, max_length=16, batch_size=4),
                             cache_dir=tmp_path)  # fmt: skip
         delta = spread.spread_residual(
             ctx, reqs, templates, layers=[1], values=values, solve=interpolate, transforms=()

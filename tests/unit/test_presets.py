@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from sphere.run.compose import CONFIG_DIR, compose_config
 from sphere.run.config import validate
-from sphere.run.schema import CONFIG_DIR, compose_config
 
 PRESETS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
 

@@ -10,11 +10,11 @@ import pytest
 import yaml
 
 from sphere.errors import ConfigError
-from sphere.run.identity import clear_outputs, config_diff, decide, resume_mode
+from sphere.run.identity import clear_outputs, config_diff, decide, resume_mode, upgrade_config
 
 CONFIG = {
     "run": {"seed": 0, "resume": "auto", "cache_dir": ".cache/sphere", "checkpoint_every": 10},
-    "model": {"name": "tiny-llama", "device": "auto", "stats": {"batch_size": 8, "n_samples": 100}},
+    "model": {"name": "tiny-llama", "device": "auto", "covariance": {"batch_size": 8, "n_samples": 100}},
     "sphere": {"alpha": 0.8, "beta": 0.5},
     "eval": {"batch_size": 32, "every": 4},
     "logger": {"wandb": False},
@@ -58,7 +58,7 @@ def test_a_bad_value_names_the_choices():
 def test_operational_keys_are_not_part_of_the_identity():
     new = changed(
         run={"resume": "true", "cache_dir": "/elsewhere", "checkpoint_every": 1},
-        model={"device": "cuda", "stats": {"batch_size": 1, "n_samples": 100}},
+        model={"device": "cuda", "covariance": {"batch_size": 1, "n_samples": 100}},
         eval={"batch_size": 4},
         logger={"wandb": True},
     )
@@ -67,6 +67,17 @@ def test_operational_keys_are_not_part_of_the_identity():
         ("eval.every", 4, 8),
         ("run.seed", 0, 1),
     ]  # the seed picks the stream, the schedule the rows: a resume must keep both
+
+
+def test_a_run_written_before_a_key_was_renamed_is_the_same_configuration(tmp_path):
+    """model.stats is model.covariance's old name: a run that wrote it resumes under the new one."""
+    old = yaml.safe_load(yaml.safe_dump(CONFIG))
+    old["model"]["stats"] = old["model"].pop("covariance")
+    assert config_diff(old, CONFIG) == []
+    assert decide(run_dir(tmp_path, checkpoint=True, config=old), CONFIG, "auto").action == "resume"
+    other = changed(model={"covariance": {"batch_size": 8, "n_samples": 200}})
+    assert config_diff(old, other) == [("model.covariance.n_samples", 100, 200)]
+    assert upgrade_config(old) == CONFIG and "stats" in old["model"]  # a copy: the argument is kept
 
 
 @pytest.mark.parametrize("mode", ["auto", "true"])

@@ -243,8 +243,8 @@ def test_no_credentials_or_a_broken_wandb_means_offline(monkeypatch):
 
 
 def _settings(*overrides: str):
+    from sphere.run.compose import compose_config
     from sphere.run.config import validate
-    from sphere.run.schema import compose_config
 
     return validate(compose_config(["logger=none", *overrides]))
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from sphere.io import atomic_write, safe_name
+from sphere.files import atomic_write, safe_name
 from sphere.report.collect import Collection
 
 

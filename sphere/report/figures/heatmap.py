@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sphere.io import safe_name
+from sphere.files import safe_name
 from sphere.report.aggregate import aggregate_settings
 from sphere.report.collect import editor_display_name
 from sphere.report.figures.base import Context, Figure, block_title, pyplot, save

@@ -1,5 +1,8 @@
-"""The config groups' dataclasses registered with Hydra's ConfigStore, so the YAML files hold only
-what differs from the defaults and every key exists (and is type-checked) when Hydra composes.
+"""Composing the config Hydra runs: the config directory (``CONFIG_DIR``), the config groups'
+dataclasses registered with Hydra's ConfigStore (``register_schemas``), and ``compose_config``,
+the config ``sphere-edit <overrides>`` would run. With the schemas registered the YAML files hold
+only what differs from the defaults, and every key exists (and is type-checked) when Hydra composes;
+``sphere.run.config.validate`` then checks the values.
 
 Each YAML file of a group starts with ``defaults: [base_<group>, _self_]``; an editor's file with
 ``base_<editor>`` (the editor's hyperparameter dataclass plus its ``name``), so a new editor file
@@ -8,8 +11,9 @@ gets its schema from its registration alone.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Sequence
-from dataclasses import field, make_dataclass
+from dataclasses import field, fields, make_dataclass
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
@@ -18,7 +22,7 @@ from editors import available_editors, get_editor
 from sphere.data.config import DatasetConfig
 from sphere.evaluation.config import EvalConfig
 from sphere.method.placement import SphereConfig
-from sphere.models.config import ModelConfig
+from sphere.models.config import CovarianceConfig, ModelConfig
 from sphere.paths import config_dir
 from sphere.run.config import LoggerConfig, RunConfig
 
@@ -29,6 +33,21 @@ def editor_schema(name: str) -> type:
     """The editor's hyperparameter dataclass plus the ``name`` key its YAML file carries."""
     hp = get_editor(name).hparams
     return make_dataclass(f"{hp.__name__}Config", [("name", str, field(default=name))], bases=(hp,))
+
+
+def model_schema() -> type:
+    """``ModelConfig`` plus ``stats``, ``model.covariance``'s old name (``RENAMED_KEYS``): the same
+    keys, each null unless set. Hydra then accepts (and type-checks) ``model.stats.n_samples=1000``
+    and a model file's ``stats:`` block, and ``validate`` moves what they set to ``model.covariance``
+    with a warning. Read until the next release."""
+    hints = typing.get_type_hints(CovarianceConfig)
+    legacy = make_dataclass(
+        "LegacyStatsConfig",
+        [(f.name, hints[f.name] | None, field(default=None)) for f in fields(CovarianceConfig)],
+    )
+    return make_dataclass(
+        "ModelConfigSchema", [("stats", legacy, field(default_factory=legacy))], bases=(ModelConfig,)
+    )
 
 
 def register_schemas() -> None:
@@ -42,7 +61,7 @@ def register_schemas() -> None:
     )
     cs = ConfigStore.instance()
     for group, node in (
-        ("model", ModelConfig),
+        ("model", model_schema()),
         ("sphere", SphereConfig),
         ("dataset", DatasetConfig),
         ("eval", EvalConfig),

@@ -1,16 +1,17 @@
-"""``sphere-stats``: key statistics for later runs, on one process or data-parallel under torchrun.
+"""``sphere-covariance``: the key covariance C for later runs, on one process or data-parallel under torchrun.
 
-    torchrun --nproc-per-node 8 -m sphere.stats model=llama3-8b model.stats.corpus=wikipedia \\
-        model.stats.n_samples=100000
-    python -m sphere.stats model=smollm2-135m          # one process; `sphere-stats` is the same
-    sphere-stats --force model=tiny-llama              # recompute layers already cached
+    torchrun --nproc-per-node 8 -m sphere.covariance model=llama3-8b model.covariance.corpus=wikipedia \\
+        model.covariance.n_samples=100000
+    python -m sphere.covariance model=smollm2-135m          # one process; `sphere-covariance` is the same
+    sphere-covariance --force model=tiny-llama              # recompute layers already cached
 
 Overrides are ``sphere-edit``'s; the files land in ``run.cache_dir`` under the key a ``sphere-edit``
-with the same model, ``model.stats``, ``run.seed`` and ``editor.layers`` reads (docs/distributed.md).
+with the same model, ``model.covariance``, ``run.seed`` and ``editor.layers`` reads (docs/distributed.md).
 
-The command lives here, in the statistics layer, because ``python -m sphere.stats`` (and ``torchrun
--m sphere.stats``) runs it and a lower layer never imports ``sphere.cli``; ``sphere.cli.stats``
-names it for the ``sphere-stats`` console script.
+The command lives here, below ``sphere.cli``, because ``python -m sphere.covariance`` (and
+``torchrun -m sphere.covariance``) runs it and a lower layer never imports ``sphere.cli``;
+``sphere.cli.covariance`` names it for the ``sphere-covariance`` console script (``sphere-stats``,
+its old name, is ``sphere.cli.stats``: an alias that warns).
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="sphere-stats", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="sphere-covariance", description=__doc__.splitlines()[0])
     p.add_argument(
-        "overrides", nargs="*", help="sphere-edit's key=value overrides (model=..., model.stats.*)"
+        "overrides", nargs="*", help="sphere-edit's key=value overrides (model=..., model.covariance.*)"
     )
     p.add_argument("--force", action="store_true", help="recompute layers whose statistics are cached")
     args = p.parse_intermixed_args(argv)
-    from sphere.stats import Ranks, precompute_stats
+    from sphere.covariance import Ranks, precompute_covariance
 
     ranks = Ranks.from_env()
     logging.basicConfig(
@@ -38,18 +39,18 @@ def main(argv: list[str] | None = None) -> int:
     from hydra.errors import HydraException
 
     from sphere.errors import ConfigError
-    from sphere.io import CorruptFileError
+    from sphere.files import CorruptFileError
 
     bad = [o for o in args.overrides if "=" not in o]
     try:
         if bad:
             raise ConfigError(f"{bad[0]!r} is not key=value")
-        result = precompute_stats(args.overrides, force=args.force, ranks=ranks)
+        result = precompute_covariance(args.overrides, force=args.force, ranks=ranks)
     except (ConfigError, HydraException) as e:
-        print(f"sphere-stats: config error: {e}", file=sys.stderr)
+        print(f"sphere-covariance: config error: {e}", file=sys.stderr)
         return 2
     except (FileNotFoundError, ValueError, CorruptFileError) as e:
-        print(f"sphere-stats: {e}", file=sys.stderr)
+        print(f"sphere-covariance: {e}", file=sys.stderr)
         return 1
     if ranks.rank != 0:
         return 0

@@ -1,67 +1,28 @@
-"""Key statistics computed ahead of a run, data-parallel over processes with ``torch.distributed``.
-
-    torchrun --nproc-per-node 8 -m sphere.stats model=llama3-8b model.stats.corpus=wikipedia \\
-        model.stats.n_samples=100000
-    python -m sphere.stats model=smollm2-135m          # one process (no torchrun): the same files
-
-The overrides are ``sphere-edit``'s: the statistics written are those a ``sphere-edit`` with the same
-``model``, ``model.stats``, ``run.seed``, ``run.cache_dir`` and edited layers (``editor.layers``)
-reads, under the same cache key (``sphere.run.statistics``), so that run finds them and collects
-nothing. Each of the ``world`` processes reads the same corpus draw and runs every ``world``-th text
-through its own copy of the model (``collect_second_moments(shard=(rank, world))``); the sums
-Σ k kᵀ and the token counts are summed over processes (``all_reduce``) and rank 0 writes C = sum /
-count, atomically, where the runner looks. See docs/distributed.md.
+"""Collect and cache the key covariance C = E[k kᵀ] of a run's edited layers, on one process or
+data-parallel under torchrun: every process reads the same corpus draw and runs its shard of the
+texts through its own copy of the model; the sums are added up (``all_reduce``) and rank 0 writes
+C = sum / count where ``sphere-edit`` looks for it (``sphere.run.covariance``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from sphere.covariance.processes import TIMEOUT, Ranks, rank_device
 from sphere.errors import ConfigError
-
-if TYPE_CHECKING:  # torch and the model loaders are imported only when statistics are computed
-    from sphere.models.config import ModelConfig
 
 log = logging.getLogger(__name__)
 
-# The longest a process waits for the others at a collective (model loading, rank 0's cache lookup
-# and its writes happen between collectives).
-TIMEOUT = timedelta(hours=1)
-
-
-@dataclass(frozen=True)
-class Ranks:
-    """This process's place in the job: torchrun's RANK / LOCAL_RANK / WORLD_SIZE, or one process."""
-
-    rank: int = 0
-    local_rank: int = 0
-    world: int = 1
-    distributed: bool = False
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Ranks:
-        env = dict(os.environ if env is None else env)
-        if "WORLD_SIZE" not in env:
-            return cls()
-        return cls(
-            rank=int(env.get("RANK", "0")),
-            local_rank=int(env.get("LOCAL_RANK", "0")),
-            world=int(env["WORLD_SIZE"]),
-            distributed=True,
-        )
-
 
 @dataclass
-class StatsResult:
-    """What ``precompute_stats`` did (on rank 0; other ranks get the same layers and no paths)."""
+class CovarianceResult:
+    """What ``precompute_covariance`` did (on rank 0; other ranks get the same layers and no paths)."""
 
     layers: list[int]
     written: dict[int, Path] = field(default_factory=dict)  # layer → file (rank 0)
@@ -71,26 +32,6 @@ class StatsResult:
     seconds: float = 0.0
     world: int = 1
     device: str = "cpu"
-
-
-def rank_device(cfg: ModelConfig, ranks: Ranks) -> str:
-    """The device of this process's model: ``cuda:LOCAL_RANK`` under torchrun when the model is to
-    run on CUDA (``model.device`` auto with a GPU, or cuda[:n]), else ``model.device``."""
-    if not ranks.distributed:
-        return cfg.device
-    import torch
-
-    wants_cuda = cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())
-    if not wants_cuda:
-        return cfg.device
-    if not torch.cuda.is_available():
-        raise ConfigError(f"model.device={cfg.device!r} but CUDA is not available; use model.device=cpu")
-    if ranks.local_rank >= torch.cuda.device_count():
-        raise ConfigError(
-            f"LOCAL_RANK={ranks.local_rank} but only {torch.cuda.device_count()} CUDA devices are visible; "
-            "lower --nproc-per-node"
-        )
-    return f"cuda:{ranks.local_rank}"
 
 
 class _Counted:
@@ -107,14 +48,14 @@ class _Counted:
             yield text
 
 
-def precompute_stats(
+def precompute_covariance(
     overrides: Sequence[str] = (), *, force: bool = False, ranks: Ranks | None = None
-) -> StatsResult:
+) -> CovarianceResult:
     """Collect and cache the key statistics of ``sphere-edit <overrides>``'s edited layers.
 
     Under torchrun (``WORLD_SIZE`` set) joins the process group (NCCL on CUDA, gloo on CPU), shards
     the texts over the processes and sums their accumulators; without it, one process does all.
-    Layers already cached (or found in ``model.stats.precomputed``) are skipped unless ``force``.
+    Layers already cached (or found in ``model.covariance.precomputed``) are skipped unless ``force``.
     """
     import torch
     import torch.distributed as dist
@@ -122,9 +63,9 @@ def precompute_stats(
     from editors.core.covariance import collect_second_moments, weights_digest
     from editors.core.model_spec import input_device, num_layers, spec_for
     from sphere.models import load_model, model_id
+    from sphere.run.compose import compose_config
     from sphere.run.config import check_against_model, validate
-    from sphere.run.schema import compose_config
-    from sphere.run.statistics import stats_cache, stats_corpus, stats_options
+    from sphere.run.covariance import covariance_cache, covariance_corpus, covariance_options
 
     ranks = ranks or Ranks.from_env()
     s = validate(compose_config(list(overrides)))
@@ -144,12 +85,12 @@ def precompute_stats(
         layers = sorted(set(s.editor.layers))
         model, tok = load_model(model_cfg, s.run.cache_dir)
         on = input_device(model)  # where the count lives ("auto" resolved); sums live with their layers
-        result = StatsResult(layers=layers, world=ranks.world, device=str(on))
+        result = CovarianceResult(layers=layers, world=ranks.world, device=str(on))
         spec = spec_for(model)
         check_against_model(s, model, spec, layers)
         mid = model_id(s.model)
-        opts = stats_options(s.model.stats, s.run.seed)
-        cache = stats_cache(s.run.cache_dir, s.model.stats)
+        opts = covariance_options(s.model.covariance, s.run.seed)
+        cache = covariance_cache(s.run.cache_dir, s.model.covariance)
         digest = weights_digest(model, spec, range(num_layers(model)))
         modules = {layer: spec.weight_module_name(layer) for layer in layers}
 
@@ -161,10 +102,10 @@ def precompute_stats(
                 if force
                 else {i for i in layers if cache.lookup(mid, digest, modules[i], opts) is not None}
             )
-            if s.model.stats.precomputed:
+            if s.model.covariance.precomputed:
                 log.warning(
-                    "model.stats.precomputed=%s is set: runs read statistics from there first",
-                    s.model.stats.precomputed,
+                    "model.covariance.precomputed=%s is set: runs read statistics from there first",
+                    s.model.covariance.precomputed,
                 )
             todo = [[layer for layer in layers if layer not in found]]
         if ranks.distributed:
@@ -174,7 +115,7 @@ def precompute_stats(
         if not missing:
             return result
 
-        draw = stats_corpus(opts)
+        draw = covariance_corpus(opts)
         texts = _Counted(draw)
         start = time.perf_counter()
         raw = collect_second_moments(model, tok, spec, missing, texts, opts, shard=(ranks.rank, ranks.world))

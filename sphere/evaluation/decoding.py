@@ -1,5 +1,6 @@
-"""Batched text generation for the metrics that read what the model writes (fluency,
-consistency, general ability).
+"""Batched decoding (greedy, or seeded top-k sampling): the text generation under the metrics that
+read what the model writes (fluency and consistency, ``generation.py``'s evaluator; general ability,
+``general.py``).
 
 One primitive on top of Hugging Face ``generate``: prompts are sorted by token length and left-padded
 in batches (left, so every row's next token sits at the last position), special tokens are added as

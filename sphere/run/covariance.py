@@ -1,6 +1,6 @@
-"""Where a run's key statistics and derived artifacts come from: memory, precomputed files, the disk
-cache, or one collection pass on the unedited model; and the ``EditContext`` that hands them to
-the editor.
+"""Where a run's key covariance C = E[k kᵀ] (the "key statistics") and derived artifacts come from:
+memory, precomputed files, the disk cache, or one collection pass on the unedited model; and the
+``EditContext`` that hands them to the editor.
 
 The cache key holds everything C depends on: model id and revision, a digest of the weights, the
 module, the corpus, the sample count, the truncation length and the dtype. Statistics computed
@@ -23,16 +23,19 @@ import torch
 from torch import nn
 
 from editors.core.context import EditContext
-from editors.core.covariance import StatsOptions, collect_second_moments, weights_digest
+from editors.core.covariance import CovarianceOptions, collect_second_moments, weights_digest
 from editors.core.model_spec import ModelSpec, num_layers
 from editors.core.weights import UpdateTransform
 from sphere.data.corpus import CorpusDraw, depends_on_seed, draw_corpus
-from sphere.io import CorruptFileError, load_tensors, read_metadata, safe_name, save_tensors
-from sphere.models.config import StatsConfig
+from sphere.files import CorruptFileError, load_tensors, read_metadata, safe_name, save_tensors
+from sphere.models.config import CovarianceConfig
 
 log = logging.getLogger(__name__)
 
 FORWARD_BATCH_SIZE = 64  # texts per forward pass when a context reads keys (run.forward_batch_size)
+# <run.cache_dir>/stats/<model id>/<module>.<key>.safetensors: the name from before the key was
+# renamed model.covariance, kept so that caches already on disk are found.
+CACHE_SUBDIR = "stats"
 
 
 def build_context(
@@ -41,7 +44,7 @@ def build_context(
     spec: ModelSpec,
     model_id: str,
     *,
-    stats_cfg: StatsConfig,
+    covariance_cfg: CovarianceConfig,
     cache_dir: str | Path,
     seed: int = 0,
     forward_batch_size: int = FORWARD_BATCH_SIZE,
@@ -51,13 +54,13 @@ def build_context(
 
     ``seed`` seeds the statistics corpus sampling and the editor's context templates.
     """
-    opts = stats_options(stats_cfg, seed)
-    cache = stats_cache(cache_dir, stats_cfg)
+    opts = covariance_options(covariance_cfg, seed)
+    cache = covariance_cache(cache_dir, covariance_cfg)
     # Taken now, on the unedited model: the cache keeps answering with unedited statistics later.
     digest = weights_digest(model, spec, range(num_layers(model)))
 
-    def stats(layers: Sequence[int]) -> dict[int, torch.Tensor]:
-        return cache.get(model, tok, spec, layers, opts, model_id, lambda: stats_corpus(opts), digest)
+    def covariance(layers: Sequence[int]) -> dict[int, torch.Tensor]:
+        return cache.get(model, tok, spec, layers, opts, model_id, lambda: covariance_corpus(opts), digest)
 
     artifacts = Path(cache_dir) / "artifacts" / safe_name(model_id)
     scope = cache.key(model_id, digest, "artifacts", opts)
@@ -78,7 +81,7 @@ def build_context(
         model=model,
         tok=tok,
         spec=spec,
-        stats=stats,
+        covariance=covariance,
         transforms=list(transforms),
         seed=seed,
         forward_batch_size=forward_batch_size,
@@ -86,25 +89,27 @@ def build_context(
     )
 
 
-def stats_options(stats_cfg: StatsConfig, seed: int = 0) -> StatsOptions:
-    """How a run with ``model.stats=stats_cfg`` and ``run.seed=seed`` estimates C (part of its cache key)."""
-    return StatsOptions(
-        corpus=stats_cfg.corpus,
-        n_samples=stats_cfg.n_samples,
-        max_length=stats_cfg.max_length,
-        batch_size=stats_cfg.batch_size,
-        dtype=stats_cfg.dtype,
+def covariance_options(covariance_cfg: CovarianceConfig, seed: int = 0) -> CovarianceOptions:
+    """How a run with ``model.covariance=covariance_cfg`` and ``run.seed=seed`` estimates C (part of its cache key)."""
+    return CovarianceOptions(
+        corpus=covariance_cfg.corpus,
+        n_samples=covariance_cfg.n_samples,
+        max_length=covariance_cfg.max_length,
+        batch_size=covariance_cfg.batch_size,
+        dtype=covariance_cfg.dtype,
         # Files and the bundled sample are read in order; only drawn corpora depend on the seed.
-        seed=seed if depends_on_seed(stats_cfg.corpus) else 0,
+        seed=seed if depends_on_seed(covariance_cfg.corpus) else 0,
     )
 
 
-def stats_cache(cache_dir: str | Path, stats_cfg: StatsConfig) -> CovarianceCache:
-    """The statistics cache of a run with ``run.cache_dir=cache_dir`` (``<cache_dir>/stats``)."""
-    return CovarianceCache(Path(cache_dir) / "stats", stats_cfg.precomputed)
+def covariance_cache(cache_dir: str | Path, covariance_cfg: CovarianceConfig) -> CovarianceCache:
+    """The covariance cache of a run with ``run.cache_dir=cache_dir``: ``<cache_dir>/stats``, the
+    directory's name from before the key was renamed ``model.covariance``, kept so that caches
+    already on disk are found."""
+    return CovarianceCache(Path(cache_dir) / CACHE_SUBDIR, covariance_cfg.precomputed)
 
 
-def stats_corpus(opts: StatsOptions) -> CorpusDraw:
+def covariance_corpus(opts: CovarianceOptions) -> CorpusDraw:
     """The texts C is estimated from (and how they were drawn)."""
     return draw_corpus(opts.corpus, opts.seed, opts.n_samples)
 
@@ -121,7 +126,7 @@ class CovarianceCache:
         self.precomputed = precomputed
         self._mem: dict[str, torch.Tensor] = {}
 
-    def key(self, model_id: str, digest: str, module: str, opts: StatsOptions) -> str:
+    def key(self, model_id: str, digest: str, module: str, opts: CovarianceOptions) -> str:
         payload = json.dumps(
             {"model": model_id, "weights": digest, "module": module, **asdict(opts)}, sort_keys=True
         )
@@ -138,7 +143,7 @@ class CovarianceCache:
         tok,
         spec: ModelSpec,
         layers: Sequence[int],
-        opts: StatsOptions,
+        opts: CovarianceOptions,
         model_id: str,
         texts,
         digest: str,
@@ -168,7 +173,7 @@ class CovarianceCache:
                 del s
         return {layer: out[layer] for layer in layers}
 
-    def lookup(self, model_id: str, digest: str, module: str, opts: StatsOptions) -> torch.Tensor | None:
+    def lookup(self, model_id: str, digest: str, module: str, opts: CovarianceOptions) -> torch.Tensor | None:
         """``module``'s C from memory, the precomputed statistics or the disk cache; None if absent."""
         key = self.key(model_id, digest, module, opts)
         if key in self._mem:
@@ -187,7 +192,7 @@ class CovarianceCache:
         model_id: str,
         digest: str,
         module: str,
-        opts: StatsOptions,
+        opts: CovarianceOptions,
         total: torch.Tensor,
         count: int,
         draw=None,
@@ -204,7 +209,7 @@ class CovarianceCache:
             save_tensors(path, {"mom2": c}, meta)
         return c
 
-    def path(self, model_id: str, digest: str, module: str, opts: StatsOptions) -> Path | None:
+    def path(self, model_id: str, digest: str, module: str, opts: CovarianceOptions) -> Path | None:
         """Where ``module``'s statistics are (or would be) cached on disk; None without a cache dir."""
         return self._path(model_id, module, self.key(model_id, digest, module, opts))
 
@@ -213,7 +218,7 @@ class CovarianceCache:
 
         A directory may hold statistics of several sample counts (the reference names them
         ``<module>_float32_mom2_<n>.npz``; ours carry ``n_samples`` in their header): the file whose
-        count equals ``model.stats.n_samples`` is taken, never merely the first that sorts.
+        count equals ``model.covariance.n_samples`` is taken, never merely the first that sorts.
         """
         src = self.precomputed
         assert src is not None
@@ -224,7 +229,7 @@ class CovarianceCache:
         root = Path(src)
         if not root.exists():
             raise FileNotFoundError(
-                f"model.stats.precomputed={self.precomputed!r} does not exist; fix the path or unset it"
+                f"model.covariance.precomputed={self.precomputed!r} does not exist; fix the path or unset it"
             )
         if root.is_file():
             return _read_precomputed(root)
@@ -242,15 +247,15 @@ class CovarianceCache:
             return _read_precomputed(matching[0])
         if len(candidates) == 1 and counts[candidates[0]] is None:
             log.warning(
-                "%s does not say its sample count; using it for model.stats.n_samples=%d",
+                "%s does not say its sample count; using it for model.covariance.n_samples=%d",
                 candidates[0],
                 n_samples,
             )
             return _read_precomputed(candidates[0])
         found = sorted({str(n) for n in counts.values()})
         raise FileNotFoundError(
-            f"model.stats.precomputed={self.precomputed!r} has statistics of {module} for sample counts "
-            f"{', '.join(found)} but model.stats.n_samples={n_samples}; set it to one of those"
+            f"model.covariance.precomputed={self.precomputed!r} has statistics of {module} for sample counts "
+            f"{', '.join(found)} but model.covariance.n_samples={n_samples}; set it to one of those"
         )
 
 
@@ -272,7 +277,7 @@ def _sample_count(path: Path) -> int | None:
     try:
         meta = read_metadata(path)  # the header alone: the matrix is read once, from the chosen file
     except CorruptFileError as e:
-        raise CorruptFileError(f"{e}; delete it or point model.stats.precomputed elsewhere") from None
+        raise CorruptFileError(f"{e}; delete it or point model.covariance.precomputed elsewhere") from None
     return int(meta["n_samples"]) if "n_samples" in meta else None
 
 
@@ -282,7 +287,7 @@ def _read_precomputed(path: Path) -> torch.Tensor:
     try:
         return load_tensors(path)[0]["mom2"]
     except CorruptFileError as e:
-        raise CorruptFileError(f"{e}; delete it or point model.stats.precomputed elsewhere") from None
+        raise CorruptFileError(f"{e}; delete it or point model.covariance.precomputed elsewhere") from None
 
 
 def _load_reference_npz(path: Path) -> torch.Tensor:

@@ -1,5 +1,8 @@
-"""Atomic file writes, the project's one way to write a file that must never be half-written
-(outputs, checkpoints, caches, downloads): a killed run leaves the old file or the new one."""
+"""Writing and reading the project's own files safely: atomic writes, the one way to write a file
+that must never be half-written (outputs, checkpoints, caches, downloads: a killed run leaves the
+old file or the new one); safetensors files checksummed on write and verified on read
+(``CorruptFileError``); and ``safe_name`` for file names made from ids. (Reading the datasets'
+records is ``sphere.data.reading``.)"""
 
 from __future__ import annotations
 
