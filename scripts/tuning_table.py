@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
 def _beside_runs(path: Path) -> bool:
     """A file or a folder without runs (a study's study.yaml, its report/), which a glob over a study
     folder of docs/results/ (``docs/results/<study>/*``) passes along with the sweeps: skipped."""
-    if path.is_file() or (path.is_dir() and not (path / "index.json").exists() and not any(path.rglob("summary.json"))):
+    if path.is_file() or (
+        path.is_dir() and not (path / "index.json").exists() and not any(path.rglob("summary.json"))
+    ):
         print(f"skipped {path}: not a sweep", file=sys.stderr)
         return True
     return False

@@ -23,6 +23,7 @@ import yaml
 
 from sphere.evaluation.he import HE_SIGNED, LAYER_PREFIX, he_summaries
 from sphere.run.identity import upgrade_config
+from sphere.run.rundir import CHECKPOINT_DIR, CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, SUMMARY_FILE
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +118,9 @@ def find_run_dirs(paths: list[Path]) -> list[Path]:
         root = Path(root)
         if not root.exists():
             raise NoRunsError(f"{root} does not exist")
-        candidates = [root / "metrics.jsonl", *root.rglob("metrics.jsonl")]
+        candidates = [root / METRICS_FILE, *root.rglob(METRICS_FILE)]
         for m in candidates:
-            if m.is_file() and (m.parent / "config.yaml").is_file():
+            if m.is_file() and (m.parent / CONFIG_FILE).is_file():
                 found.add(m.parent.resolve())
     cwd = Path.cwd().resolve()
     return sorted(p.relative_to(cwd) if p.is_relative_to(cwd) else p for p in found)
@@ -158,21 +159,21 @@ def load_run(path: Path, run_id: str) -> Run:
     """Read one run directory. Raises ValueError naming the file if config.yaml or summary.json is
     damaged (the caller skips that run with a warning); metrics.jsonl is read leniently."""
     try:
-        config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
+        config = yaml.safe_load((path / CONFIG_FILE).read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path / 'config.yaml'} is damaged ({type(e).__name__})") from None
+        raise ValueError(f"{path / CONFIG_FILE} is damaged ({type(e).__name__})") from None
     if not isinstance(config, dict):
-        raise ValueError(f"{path / 'config.yaml'} is not a mapping")
+        raise ValueError(f"{path / CONFIG_FILE} is not a mapping")
     config = upgrade_config(config)  # an older run's renamed keys (model.stats) under today's names
     summary = None
-    if (path / "summary.json").exists():
+    if (path / SUMMARY_FILE).exists():
         try:
-            summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
+            summary = json.loads((path / SUMMARY_FILE).read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{path / 'summary.json'} is damaged ({type(e).__name__}: {e})") from None
+            raise ValueError(f"{path / SUMMARY_FILE} is damaged ({type(e).__name__}: {e})") from None
         if not isinstance(summary, dict):
-            raise ValueError(f"{path / 'summary.json'} is not a JSON object")
-    rows, bad = read_jsonl(path / "metrics.jsonl")
+            raise ValueError(f"{path / SUMMARY_FILE} is not a JSON object")
+    rows, bad = read_jsonl(path / METRICS_FILE)
     return Run(path=path, run_id=run_id, config=config, summary=summary, rows=rows, bad_lines=bad)
 
 
@@ -396,7 +397,7 @@ def collect(paths: list[Path]) -> Collection:
             **ident,
             "finished": run.finished,
             "n_edits_done": int(done),
-            "has_checkpoint": (run.path / "checkpoint" / "checkpoint.safetensors").is_file(),
+            "has_checkpoint": (run.path / CHECKPOINT_DIR / CHECKPOINT_FILE).is_file(),
             "notes": dict(run.summary.get("notes") or {}) if run.summary else {},
         }
         if run.summary:

@@ -22,7 +22,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from sphere.evaluation.catalogue import catalogue
-from sphere.run.outcomes import OUTCOMES_FILE, read_outcomes
+from sphere.run.rundir import OUTCOMES_FILE, read_outcomes
 
 
 @dataclass(frozen=True)

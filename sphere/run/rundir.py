@@ -58,9 +58,11 @@ __all__ = [
     "build_summary",
     "format_summary",
     "kept_path",
+    "layer_key",
     "load_checkpoint",
     "load_kept",
     "load_point",
+    "read_layer_weights",
     "read_outcomes",
     "read_summary",
     "resolve_points",
@@ -90,3 +92,36 @@ def write_summary_text(run_dir: Path, summary: dict[str, Any]) -> str:
     text = format_summary(summary)
     atomic_write_text(Path(run_dir) / SUMMARY_TEXT_FILE, text + "\n")
     return text
+
+
+def read_layer_weights(run_dir: Path, layer: str | None) -> tuple[str, Any, Any]:
+    """(layer, final W, W₀) of one edited layer of the run in ``run_dir``, from its resume
+    checkpoint, read lazily: only these two tensors are read (a checkpoint also holds the editor's
+    state, gigabytes for a 7-8B model), so the whole-file checksum of ``load_checkpoint`` is not
+    verified here; an unreadable file raises. ``layer`` None: the middle edited layer. W and W₀
+    are float64 numpy arrays."""
+    from safetensors import safe_open  # imported here: torch is only needed when there are checkpoints
+
+    ckpt = Path(run_dir) / CHECKPOINT_DIR
+    with safe_open(str(ckpt / CHECKPOINT_FILE), framework="pt") as f:
+        keys = set(f.keys())
+        layers = sorted((k.split("/", 1)[1] for k in keys if k.startswith("weight/")), key=layer_key)
+        if not layers:
+            raise ValueError("holds no edited weights")
+        if layer is None:
+            layer = layers[len(layers) // 2]
+        if f"weight/{layer}" not in keys:
+            raise KeyError(f"has no layer {layer} (edited layers: {', '.join(layers)})")
+        w = f.get_tensor(f"weight/{layer}").double().numpy()
+        if f"w0/{layer}" in keys:  # checkpoints written before W₀ had its own file
+            return layer, w, f.get_tensor(f"w0/{layer}").double().numpy()
+    with safe_open(str(ckpt / W0_FILE), framework="pt") as f:
+        if layer not in set(f.keys()):
+            raise KeyError(f"has no W₀ of layer {layer} in {W0_FILE}")
+        w0 = f.get_tensor(layer).double().numpy()
+    return layer, w, w0
+
+
+def layer_key(s: str) -> tuple[int, int, str]:
+    """Sort order of edited-layer names: numbers numerically, then names."""
+    return (0, int(s), "") if s.isdigit() else (1, 0, s)

@@ -72,3 +72,16 @@ def test_keep_results_copies_finished_runs_and_the_table_reads_the_copy(tmp_path
     tuning_table.main([str(dest)])
     assert "| 80.0 |" in capsys.readouterr().out
     assert keep_results.main([str(tmp_path / "nowhere"), str(dest)]) == 2
+
+
+def test_a_glob_over_a_study_folder_skips_its_study_yaml_and_report(tmp_path, capsys):
+    """``python scripts/tuning_table.py docs/results/<study>/*`` also passes study.yaml and report/."""
+    study = tmp_path / "study"
+    sweep = study / "sweep"
+    jobs = [_job(sweep, "a", 400, 80.0, relative=True)]
+    (sweep / "index.json").write_text(json.dumps({"jobs": jobs}))
+    (study / "study.yaml").write_text("title: t\n")
+    (study / "report" / "tables").mkdir(parents=True)
+    assert tuning_table.main([str(sweep), str(study / "study.yaml"), str(study / "report")]) == 0
+    captured = capsys.readouterr()
+    assert "| 80.0 |" in captured.out and "skipped" in captured.err

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sphere.evaluation.catalogue import headline
 from sphere.report.figures.style import axis_label, edits_axis, scale_exponent
+from sphere.run.rundir import METRICS_FILE
 
 
 def plot_run(run_dir: str | Path) -> list[Path]:
@@ -20,7 +21,7 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     run_dir = Path(run_dir)
-    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    rows = [json.loads(x) for x in (run_dir / METRICS_FILE).read_text().splitlines() if x.strip()]
     written = []
     # Edit quality: rows that carry evaluated metrics (pre, scheduled, final).
     evals = [r for r in rows if any(m in r for m in headline())]
