@@ -5,6 +5,8 @@ VENV   ?= .venv
 #   make setup TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
 TORCH  ?= torch==2.13.0
 ARGS   ?=
+# pytest processes of `make test` (pytest-xdist; one torch thread each): 2 fills this project's CI box.
+TEST_WORKERS ?= 2
 # Optional features make setup installs (pyproject.toml [project.optional-dependencies]).
 EXTRAS ?= dev,gguf,slurm,optuna
 BIN    := $(VENV)/bin
@@ -49,8 +51,8 @@ constraints: ## rewrite constraints.txt from the versions installed in .venv (af
 run: setup ## edit SmolLM2-135M with MEMIT + SPHERE on bundled CounterFact (ARGS="key=value ..." to override)
 	$(BIN)/sphere-edit $(ARGS)
 
-test: setup ## unit + integration tiers (CPU, offline; see tests/conftest.py for the tiers)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q $(ARGS)
+test: setup ## unit + integration tiers (CPU, offline; see tests/conftest.py for the tiers), TEST_WORKERS processes
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 test-unit: setup ## the unit tier alone (seconds: math, parsers, configs, registries)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not integration and not slow and not gpu" $(ARGS)

@@ -8,10 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 from sphere.evaluation import HEADLINE
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def sphere_edit(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -4,6 +4,8 @@ evaluator one file, and nothing else is touched; and every registered editor hon
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -105,44 +107,61 @@ class Count:
 '''
 
 
-def _cli(module: str, *args: str, cwd) -> subprocess.CompletedProcess:
+def _cli(module: str, *args: str, cwd, tree) -> subprocess.CompletedProcess:
+    """``python -m module args`` on the code in ``tree`` (first on the path, before the checkout)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run(
-        [sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=600, cwd=cwd
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=600, cwd=cwd, env=env
     )
+
+
+def _checkout_copy(dest):
+    """The code and configs of the checkout, copied (the bundled data linked): a plug-in test adds its
+    files there and never to the checkout, which other tests (and other pytest workers) read."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("sphere", "editors", "configs"):
+        shutil.copytree(ROOT / name, dest / name, ignore=ignore)
+    (dest / "data").symlink_to(ROOT / "data", target_is_directory=True)
+    return dest
 
 
 def test_a_new_editor_and_evaluator_are_one_file_each(tmp_path):
     """The issue's contract: an editor with a memory footprint and an evaluator with new metrics,
     each one file (plus the editor's yaml), reach the plan, the run summary and the report's tables
     with no other file edited."""
+    tree = _checkout_copy(tmp_path / "tree")
     files = {
-        ROOT / "editors" / "_test_half.py": NEW_EDITOR,
-        ROOT / "configs" / "editor" / "_test_half.yaml": NEW_CONFIG,
-        ROOT / "sphere" / "evaluation" / "_test_count.py": NEW_EVALUATOR,
+        tree / "editors" / "_test_half.py": NEW_EDITOR,
+        tree / "configs" / "editor" / "_test_half.yaml": NEW_CONFIG,
+        tree / "sphere" / "evaluation" / "_test_count.py": NEW_EVALUATOR,
     }
+    for path, text in files.items():
+        path.write_text(textwrap.dedent(text))
     out = tmp_path / "runs" / "half"
     common = ["model=tiny-llama", "editor=_test_half", "sphere=on", "logger=none"]
-    try:
-        for path, text in files.items():
-            path.write_text(textwrap.dedent(text))
-        plan = _cli("sphere.cli.edit", *common, "run.plan=true", cwd=tmp_path)
-        proc = _cli(
-            "sphere.cli.edit",
-            *common,
-            "dataset.limit=4",
-            "dataset.batch_size=2",
-            "eval.evaluators=[edit_quality,he,_test_count]",
-            "run.plots=false",
-            f"run.cache_dir={tmp_path / 'cache'}",
-            f"hydra.run.dir={out}",
-            cwd=tmp_path,
-        )
-        report = _cli(
-            "sphere.cli.report", str(tmp_path / "runs"), "-o", str(tmp_path / "report"), "-q", cwd=tmp_path
-        )
-    finally:
-        for path in files:
-            path.unlink(missing_ok=True)
+    plan = _cli("sphere.cli.edit", *common, "run.plan=true", cwd=tmp_path, tree=tree)
+    proc = _cli(
+        "sphere.cli.edit",
+        *common,
+        "dataset.limit=4",
+        "dataset.batch_size=2",
+        "eval.evaluators=[edit_quality,he,_test_count]",
+        "run.plots=false",
+        f"run.cache_dir={tmp_path / 'cache'}",
+        f"hydra.run.dir={out}",
+        cwd=tmp_path,
+        tree=tree,
+    )
+    report = _cli(
+        "sphere.cli.report",
+        str(tmp_path / "runs"),
+        "-o",
+        str(tmp_path / "report"),
+        "-q",
+        cwd=tmp_path,
+        tree=tree,
+    )
+    assert "_test_half" not in {p.stem for p in (ROOT / "editors").glob("*.py")}  # the checkout untouched
     # the plan: the editor's own footprint item, sized from the model's shape (2 layers x 64 x 256 x 4 B)
     assert plan.returncode == 0, plan.stderr[-3000:]
     assert "half-MEMIT: shrink buffer" in plan.stdout and "shrink buffer" in plan.stdout

@@ -17,11 +17,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 from sphere import extras, paths
 from sphere.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[2]
 # What the build reads: pyproject.toml's readme and license, setup.py's mapped directories.
 SOURCES = ("pyproject.toml", "setup.py", "README.md", "LICENSE", "sphere", "editors", "configs", "data")
 NOT_SOURCES = {"__pycache__", "build"}  # anywhere

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 from sphere.data import download as dl
 from sphere.evaluation import general as general_mod
@@ -43,7 +44,6 @@ from sphere.evaluation.general_tasks import (
 )
 from sphere.evaluation.registry import EvalView, get_evaluator
 
-ROOT = Path(__file__).resolve().parents[2]
 SPHERE_TASKS = ("reasoning", "nli", "open_qa", "closed_qa")
 
 

@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 from sphere.errors import ConfigError
 from sphere.files import CorruptFileError
@@ -23,7 +24,6 @@ from sphere.models.config import ModelConfig
 from sphere.models.gguf_parts import assemble_gguf
 from sphere.models.loading import find_gguf
 
-ROOT = Path(__file__).resolve().parents[2]
 NAME = "toy.gguf"
 DATA = [os.urandom(3000), os.urandom(2048), os.urandom(777)]  # chunks of unequal size, in order
 WHOLE = b"".join(DATA)

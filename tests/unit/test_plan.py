@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from helpers import settings
+from helpers import ROOT, settings
 
 from editors.core.footprint import SOLVE, Footprint, PlanItem, ShapeInfo
 from editors.core.spread import SPREAD_PLACEMENT
@@ -28,7 +28,6 @@ from sphere.run.plan import (
     make_plan,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
 LLAMA3_8B_PARAMS = 8_030_261_248
 QWEN25_7B_PARAMS = 7_615_616_512
 GiB = 2**30

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("results_index", ROOT / "scripts" / "results_index.py")
 assert _spec and _spec.loader
 results_index = importlib.util.module_from_spec(_spec)

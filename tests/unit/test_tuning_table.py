@@ -7,7 +7,8 @@ import importlib.util
 import json
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from helpers import ROOT
+
 _spec = importlib.util.spec_from_file_location("tuning_table", ROOT / "scripts" / "tuning_table.py")
 assert _spec and _spec.loader
 tuning_table = importlib.util.module_from_spec(_spec)
