@@ -266,27 +266,6 @@ def _logits(model: nn.Module, spec: ModelSpec, hidden: torch.Tensor) -> torch.Te
     return torch.tanh(logits / cap) * cap if cap else logits
 
 
-def compute_target_values(
-    model: nn.Module,
-    tok: Tokenizer,
-    spec: ModelSpec,
-    requests: Sequence[EditRequest],
-    module: str,
-    templates: Sequence[str],
-    opts: ValueOptions,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Optimise z for every request. Returns (z, h₀), each (n × d_model) float32.
-
-    ``module``: where δ is added (MEMIT family: the block at the last edited layer; ROME: the MLP).
-    ``templates``: flat list of context templates, each with one ``{}`` for the prompt.
-    """
-    low = COMPUTE_DTYPES[opts.compute_dtype]
-    blocks = [get_module(model, spec.block_name(layer)) for layer in range(num_layers(model))]
-    cast = low != torch.float32 and output_device(model).type == "cpu"
-    with linear_weights_cast(blocks if cast else [], low):
-        return _optimise(model, tok, spec, requests, module, templates, opts)
-
-
 @contextmanager
 def linear_weights_cast(blocks: Sequence[nn.Module], dtype: torch.dtype) -> Iterator[None]:
     """The blocks' ``nn.Linear`` weights cast to ``dtype`` once for the whole optimisation, not at
@@ -307,7 +286,15 @@ def linear_weights_cast(blocks: Sequence[nn.Module], dtype: torch.dtype) -> Iter
             mod.weight.data = weight
 
 
-def _optimise(
+def cast_blocks(model: nn.Module, spec: ModelSpec, dtype: torch.dtype) -> list[nn.Module]:
+    """The blocks whose linear weights the optimisation casts once: all of them for a lower-precision
+    run on a CPU (where autocast's per-call casts cost a quarter of a step), none otherwise."""
+    if dtype == torch.float32 or output_device(model).type != "cpu":
+        return []
+    return [get_module(model, spec.block_name(layer)) for layer in range(num_layers(model))]
+
+
+def compute_target_values(
     model: nn.Module,
     tok: Tokenizer,
     spec: ModelSpec,
@@ -316,121 +303,131 @@ def _optimise(
     templates: Sequence[str],
     opts: ValueOptions,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``compute_target_values`` with the weights as they are to be used."""
-    device = output_device(model)  # of the logits: δ, losses and row bookkeeping live there
-    n, d = len(requests), hidden_size(model)
-    targets = [target_ids(tok, r.target) for r in requests]
-    in_dev = input_device(model)
-    rows = _build_rows(tok, requests, templates, targets, opts.fact_token, device, in_dev)
-    body = get_module(model, spec.body)
-    start = block_index(spec, module, num_layers(model))
-    reuse = opts.reuse_lower_layers and spec.embeds_enter_blocks and start > 0
-    lower = [spec.block_name(layer) for layer in range(start)]
-    entry: dict[str, torch.Tensor] = {}  # the hidden state entering block ``start``, from the first pass
+    """Optimise z for every request. Returns (z, h₀), each (n × d_model) float32.
 
-    delta = torch.zeros(n, d, device=device, requires_grad=True)
-    active = torch.ones(n, dtype=torch.bool, device=device)
-
-    def add_delta(sel_rows: torch.Tensor):
-        def fn(h: torch.Tensor) -> torch.Tensor:
-            h = h.clone()
-            r = torch.arange(len(sel_rows), device=h.device)
-            pos = rows.lookup[sel_rows].to(h.device)
-            h[r, pos] = (h[r, pos].float() + delta[rows.request[sel_rows]].to(h.device)).to(h.dtype)
-            return h
-
-        return fn
-
-    def forward(sel_rows: torch.Tensor):
-        """Final hidden states of the selected rows, trimmed to their longest sequence."""
-        mask = rows.batch["attention_mask"][sel_rows.to(in_dev)]
-        width = int(mask.sum(1).max())
-        mask = mask[:, :width]
-        with edit_output(model, module, add_delta(sel_rows)):
-            if entry:  # right padding: the first ``width`` positions do not depend on the rest
-                h_in = entry[spec.block_name(start)]
-                h_in = h_in[sel_rows.to(h_in.device), :width]
-                with start_at_block(model, lower):
-                    hidden = body(inputs_embeds=h_in, attention_mask=mask).last_hidden_state
-            else:
-                ids = rows.batch["input_ids"][sel_rows.to(in_dev), :width]
-                hidden = body(input_ids=ids, attention_mask=mask).last_hidden_state
-        return hidden.to(device)
-
+    ``module``: where δ is added (MEMIT family: the block at the last edited layer; ROME: the MLP).
+    ``templates``: flat list of context templates, each with one ``{}`` for the prompt.
+    """
     low = COMPUTE_DTYPES[opts.compute_dtype]
+    with linear_weights_cast(cast_blocks(model, spec, low), low):
+        device = output_device(model)  # of the logits: δ, losses and row bookkeeping live there
+        n, d = len(requests), hidden_size(model)
+        targets = [target_ids(tok, r.target) for r in requests]
+        in_dev = input_device(model)
+        rows = _build_rows(tok, requests, templates, targets, opts.fact_token, device, in_dev)
+        body = get_module(model, spec.body)
+        start = block_index(spec, module, num_layers(model))
+        reuse = opts.reuse_lower_layers and spec.embeds_enter_blocks and start > 0
+        lower = [spec.block_name(layer) for layer in range(start)]
+        entry: dict[str, torch.Tensor] = {}  # the hidden state entering block ``start``, from the first pass
 
-    def losses(sel_rows: torch.Tensor):
-        """Per-request NLL (n,), and the KL-prompt log-probs of the selected requests."""
-        with lower_precision(device, low):
-            hidden = forward(sel_rows).float()
-        local = torch.full((len(rows.request),), -1, device=device)
-        local[sel_rows] = torch.arange(len(sel_rows), device=device)
-        keep = local[rows.slot_row] >= 0
-        h = hidden[local[rows.slot_row[keep]], rows.slot_pos[keep]]
-        logp = torch.log_softmax(_logits(model, spec, h), -1)
-        tok_logp = logp.gather(1, rows.slot_tok[keep, None]).squeeze(1)
-        slot_req = rows.request[rows.slot_row[keep]]
-        nll = torch.zeros(n, device=device).index_add(0, slot_req, -tok_logp * rows.slot_weight[keep])
-        is_kl = (sel_rows % rows.per) == rows.per - 1
-        kl_local = torch.nonzero(is_kl).flatten()
-        kl_h = hidden[kl_local, rows.lookup[sel_rows[kl_local]]]
-        return nll, torch.log_softmax(_logits(model, spec, kl_h), -1), rows.request[sel_rows[kl_local]]
+        delta = torch.zeros(n, d, device=device, requires_grad=True)
+        active = torch.ones(n, dtype=torch.bool, device=device)
 
-    # First pass with δ = 0: h₀ (target_init, at prompt 0 of each request) and the initial KL distribution.
-    all_rows = torch.arange(len(rows.request), device=device)
-    with (
-        torch.no_grad(),
-        capture(model, [module]) as store,
-        capture(model, [spec.block_name(start)] if reuse else [], inputs=True) as entering,
-    ):
-        _, kl_init_all, _ = losses(all_rows)
-    entry.update(entering)
-    first = all_rows[all_rows % rows.per == 0]
-    h0 = store[module].to(device)[first, rows.lookup[first]].float()
-    h0_norm = h0.norm(dim=1)
+        def add_delta(sel_rows: torch.Tensor):
+            def fn(h: torch.Tensor) -> torch.Tensor:
+                h = h.clone()
+                r = torch.arange(len(sel_rows), device=h.device)
+                pos = rows.lookup[sel_rows].to(h.device)
+                h[r, pos] = (h[r, pos].float() + delta[rows.request[sel_rows]].to(h.device)).to(h.dtype)
+                return h
 
-    # Requests per forward/backward: all, or as many whole requests as ``max_rows`` rows hold. Rows
-    # never interact, so the chunks' gradients add up to the all-at-once gradient (activation memory
-    # of a 100-request LLaMA3-8B batch in float32 is > 100 GB; chunks bound it).
-    per_chunk = max(1, opts.max_rows // rows.per) if opts.chunked else n
-    opt = torch.optim.Adam([delta], lr=opts.v_lr)
-    # one update per step (all requests' forward/backward), shown once a batch's optimisation lasts 10 s
-    bar = progress(opts.v_num_grad_steps, f"z optimisation ({n} requests)", "step", leave=False, min_s=10.0)
-    with bar:
-        for it in range(opts.v_num_grad_steps):
-            last = it == opts.v_num_grad_steps - 1
-            opt.zero_grad()
-            live = torch.nonzero(active).flatten()
-            step_loss = torch.zeros(n, device=device)
-            for c0 in range(0, len(live), per_chunk):
-                mine = torch.zeros(n, dtype=torch.bool, device=device)
-                mine[live[c0 : c0 + per_chunk]] = True
-                sel = all_rows[mine[rows.request]]
-                nll, kl_logp, kl_req = losses(sel)
-                kl_each = F.kl_div(kl_init_all[kl_req], kl_logp, log_target=True, reduction="none").sum(-1)
-                kl = torch.zeros(n, device=device).index_add(0, kl_req, opts.kl_factor * kl_each)
-                wd = opts.v_weight_decay * delta.norm(dim=1) / h0_norm**2
-                loss = nll + kl + wd
-                # Early stop per request (before stepping), as the reference's per-request loop does.
-                log.debug("z step %d: nll %s kl %s wd %s", it, nll.tolist(), kl.tolist(), wd.tolist())
-                step_loss = torch.where(mine, loss.detach(), step_loss)
-                active = active & ~(mine & (loss.detach() < EARLY_STOP_LOSS))
-                if not last and bool((mine & active).any()):
-                    loss[mine & active].sum().backward()
-            if bar.mode != "off":  # one sync per step, next to the ``active.any()`` one below
-                done = int((~active).sum())
-                bar.set_postfix(done=f"{done}/{n}", loss=float(step_loss[live].mean()) if len(live) else 0.0)
-            bar.update(1)
-            if last or not bool(active.any()):
-                break
-            frozen = delta.detach()[~active].clone()
-            opt.step()
-            with torch.no_grad():
-                delta[~active] = frozen
-                max_norm = opts.clamp_norm_factor * h0_norm
-                norms = delta.norm(dim=1)
-                scale = torch.where(
-                    norms > max_norm, max_norm / norms.clamp_min(1e-12), torch.ones_like(norms)
-                )
-                delta.mul_(torch.where(active, scale, torch.ones_like(scale))[:, None])
-    return (h0 + delta.detach()), h0
+            return fn
+
+        def forward(sel_rows: torch.Tensor):
+            """Final hidden states of the selected rows, trimmed to their longest sequence."""
+            mask = rows.batch["attention_mask"][sel_rows.to(in_dev)]
+            width = int(mask.sum(1).max())
+            mask = mask[:, :width]
+            with edit_output(model, module, add_delta(sel_rows)):
+                if entry:  # right padding: the first ``width`` positions do not depend on the rest
+                    h_in = entry[spec.block_name(start)]
+                    h_in = h_in[sel_rows.to(h_in.device), :width]
+                    with start_at_block(model, lower):
+                        hidden = body(inputs_embeds=h_in, attention_mask=mask).last_hidden_state
+                else:
+                    ids = rows.batch["input_ids"][sel_rows.to(in_dev), :width]
+                    hidden = body(input_ids=ids, attention_mask=mask).last_hidden_state
+            return hidden.to(device)
+
+        def losses(sel_rows: torch.Tensor):
+            """Per-request NLL (n,), and the KL-prompt log-probs of the selected requests."""
+            with lower_precision(device, low):
+                hidden = forward(sel_rows).float()
+            local = torch.full((len(rows.request),), -1, device=device)
+            local[sel_rows] = torch.arange(len(sel_rows), device=device)
+            keep = local[rows.slot_row] >= 0
+            h = hidden[local[rows.slot_row[keep]], rows.slot_pos[keep]]
+            logp = torch.log_softmax(_logits(model, spec, h), -1)
+            tok_logp = logp.gather(1, rows.slot_tok[keep, None]).squeeze(1)
+            slot_req = rows.request[rows.slot_row[keep]]
+            nll = torch.zeros(n, device=device).index_add(0, slot_req, -tok_logp * rows.slot_weight[keep])
+            is_kl = (sel_rows % rows.per) == rows.per - 1
+            kl_local = torch.nonzero(is_kl).flatten()
+            kl_h = hidden[kl_local, rows.lookup[sel_rows[kl_local]]]
+            return nll, torch.log_softmax(_logits(model, spec, kl_h), -1), rows.request[sel_rows[kl_local]]
+
+        # First pass with δ = 0: h₀ (target_init, at prompt 0 of each request) and the initial KL distribution.
+        all_rows = torch.arange(len(rows.request), device=device)
+        with (
+            torch.no_grad(),
+            capture(model, [module]) as store,
+            capture(model, [spec.block_name(start)] if reuse else [], inputs=True) as entering,
+        ):
+            _, kl_init_all, _ = losses(all_rows)
+        entry.update(entering)
+        first = all_rows[all_rows % rows.per == 0]
+        h0 = store[module].to(device)[first, rows.lookup[first]].float()
+        h0_norm = h0.norm(dim=1)
+
+        # Requests per forward/backward: all, or as many whole requests as ``max_rows`` rows hold. Rows
+        # never interact, so the chunks' gradients add up to the all-at-once gradient (activation memory
+        # of a 100-request LLaMA3-8B batch in float32 is > 100 GB; chunks bound it).
+        per_chunk = max(1, opts.max_rows // rows.per) if opts.chunked else n
+        opt = torch.optim.Adam([delta], lr=opts.v_lr)
+        # one update per step (all requests' forward/backward), shown once a batch's optimisation lasts 10 s
+        bar = progress(
+            opts.v_num_grad_steps, f"z optimisation ({n} requests)", "step", leave=False, min_s=10.0
+        )
+        with bar:
+            for it in range(opts.v_num_grad_steps):
+                last = it == opts.v_num_grad_steps - 1
+                opt.zero_grad()
+                live = torch.nonzero(active).flatten()
+                step_loss = torch.zeros(n, device=device)
+                for c0 in range(0, len(live), per_chunk):
+                    mine = torch.zeros(n, dtype=torch.bool, device=device)
+                    mine[live[c0 : c0 + per_chunk]] = True
+                    sel = all_rows[mine[rows.request]]
+                    nll, kl_logp, kl_req = losses(sel)
+                    kl_each = F.kl_div(kl_init_all[kl_req], kl_logp, log_target=True, reduction="none").sum(
+                        -1
+                    )
+                    kl = torch.zeros(n, device=device).index_add(0, kl_req, opts.kl_factor * kl_each)
+                    wd = opts.v_weight_decay * delta.norm(dim=1) / h0_norm**2
+                    loss = nll + kl + wd
+                    # Early stop per request (before stepping), as the reference's per-request loop does.
+                    log.debug("z step %d: nll %s kl %s wd %s", it, nll.tolist(), kl.tolist(), wd.tolist())
+                    step_loss = torch.where(mine, loss.detach(), step_loss)
+                    active = active & ~(mine & (loss.detach() < EARLY_STOP_LOSS))
+                    if not last and bool((mine & active).any()):
+                        loss[mine & active].sum().backward()
+                if bar.mode != "off":  # one sync per step, next to the ``active.any()`` one below
+                    done = int((~active).sum())
+                    bar.set_postfix(
+                        done=f"{done}/{n}", loss=float(step_loss[live].mean()) if len(live) else 0.0
+                    )
+                bar.update(1)
+                if last or not bool(active.any()):
+                    break
+                frozen = delta.detach()[~active].clone()
+                opt.step()
+                with torch.no_grad():
+                    delta[~active] = frozen
+                    max_norm = opts.clamp_norm_factor * h0_norm
+                    norms = delta.norm(dim=1)
+                    scale = torch.where(
+                        norms > max_norm, max_norm / norms.clamp_min(1e-12), torch.ones_like(norms)
+                    )
+                    delta.mul_(torch.where(active, scale, torch.ones_like(scale))[:, None])
+        return (h0 + delta.detach()), h0

@@ -212,7 +212,7 @@ def test_compute_dtype_is_checked():
         MEMITHParams(v_compute_dtype="float16")
 
 
-def test_weights_cast_once_match_autocast_and_are_put_back(tiny_llama):
+def test_weights_cast_once_match_autocast_and_are_put_back(tiny_llama, monkeypatch):
     """On a CPU the bfloat16 path casts the blocks' linear weights once (``linear_weights_cast``)
     instead of at every call: the same z bit for bit as autocast's own casts, and every weight is
     the same float32 tensor afterwards."""
@@ -232,7 +232,10 @@ def test_weights_cast_once_match_autocast_and_are_put_back(tiny_llama):
     block = spec.block_name(2)
     before = {k: (v, v.clone()) for k, v in model.state_dict(keep_vars=True).items()}
     z_once, h_once = compute_target_values(model, tok, spec, REQUESTS, block, TEMPLATES, opts)
-    z_each, h_each = values._optimise(model, tok, spec, REQUESTS, block, TEMPLATES, opts)
+    assert values.cast_blocks(model, spec, torch.bfloat16)  # on a CPU: every block
+    with monkeypatch.context() as m:  # autocast's own per-call casts
+        m.setattr(values, "cast_blocks", lambda *a: [])
+        z_each, h_each = compute_target_values(model, tok, spec, REQUESTS, block, TEMPLATES, opts)
     assert torch.equal(z_once, z_each) and torch.equal(h_once, h_each)
     for name, p in model.state_dict(keep_vars=True).items():
         assert p.dtype == torch.float32 and torch.equal(p, before[name][1]), name
