@@ -3,6 +3,7 @@
     sphere-report outputs/sweeps/2026-01-10/12-00-00            # a sweep: one subdirectory per job
     sphere-report runs/memit runs/memit_sphere -o report/       # several runs or sweeps together
     sphere-report SWEEP --metric efficacy --layer 5 --formats png
+    sphere-report SWEEP --warn-calibration-seeds 0,1,2           # early-warning thresholds on 0-2
 
 Reads only what ``sphere-edit`` wrote (config.yaml, metrics.jsonl, summary.json, checkpoint/), never
 W&B. Seeds of one setting are averaged, with 95 % confidence intervals; see docs/report.md.
@@ -54,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         default="png,svg",
         help="figure formats, comma-separated (png, svg, pdf; default png,svg)",
     )
+    p.add_argument(
+        "--warn-calibration-seeds",
+        default="",
+        help="seeds whose runs calibrate the early-warning thresholds, comma-separated (e.g. 0,1,2); "
+        "the other seeds are judged (default: none, the failure table only)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
     args = p.parse_args(argv)
     logging.basicConfig(
@@ -68,6 +75,15 @@ def main(argv: list[str] | None = None) -> int:
             f"sphere-report: --formats {args.formats!r}: choose from {', '.join(_FORMATS)}", file=sys.stderr
         )
         return 2
+    try:
+        cal_seeds = tuple(int(x) for x in args.warn_calibration_seeds.split(",") if x.strip())
+    except ValueError:
+        print(
+            f"sphere-report: --warn-calibration-seeds {args.warn_calibration_seeds!r}: "
+            "integers separated by commas (e.g. 0,1,2)",
+            file=sys.stderr,
+        )
+        return 2
     from sphere.report.build import build_report
     from sphere.report.collect import NoRunsError
 
@@ -80,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             corr_metric=args.corr_metric,
             layer=args.layer,
             formats=formats,
+            warn_calibration_seeds=cal_seeds,
         )
     except NoRunsError as e:
         print(f"sphere-report: {e}", file=sys.stderr)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sphere.files import atomic_write_text
-from sphere.report import comparisons, html, tables
+from sphere.report import comparisons, early_warning, html, tables
 from sphere.report.collect import Collection, collect
 from sphere.report.figures import FigureSet, make_figures
 
@@ -25,6 +25,7 @@ class Report:
     table: tables.Table
     figures: FigureSet
     inference: comparisons.Inference
+    warning: early_warning.EarlyWarning | None = None
     files: dict[str, str] = field(default_factory=dict)  # path → what it is
 
 
@@ -36,8 +37,11 @@ def build_report(
     corr_metric: str | None = None,
     layer: str | None = None,
     formats: tuple[str, ...] = ("png", "svg"),
+    warn_calibration_seeds: tuple[int, ...] = (),
 ) -> Report:
     """Read every run under ``paths`` and write tables/, figures/ and report.html under ``out_dir``.
+    ``warn_calibration_seeds``: the seeds whose runs calibrate the early-warning thresholds
+    (:mod:`sphere.report.early_warning`); none: the failure table only.
     Raises :class:`sphere.report.collect.NoRunsError` when there is nothing to report on."""
     coll = collect(paths)
     out_dir = Path(out_dir)
@@ -99,8 +103,25 @@ def build_report(
     write(
         "tables/he_layers.csv", inference.he_layers.to_csv(index=False), "HE change per layer, signed and |·|"
     )
+    warning = early_warning.analyse(coll, warn_calibration_seeds)
+    write(
+        "tables/early_warning.md",
+        early_warning.to_markdown(warning),
+        "HE as an early warning: failure per run (the protocol's definition), thresholds and leads",
+    )
+    write(
+        "tables/early_warning.csv",
+        early_warning.to_frame(warning).to_csv(index=False),
+        "one row per run: failure point, last evaluation, and per signal threshold, crossing and lead",
+    )
     figs = make_figures(
-        coll, out_dir / "figures", metric=metric, corr_metric=corr_metric, layer=layer, formats=formats
+        coll,
+        out_dir / "figures",
+        metric=metric,
+        corr_metric=corr_metric,
+        layer=layer,
+        formats=formats,
+        warning=warning,
     )
     for f in figs.figures:
         for p in f.files:
@@ -116,9 +137,18 @@ def build_report(
         warnings=list(coll.warnings),
         skipped_figures=list(figs.skipped),
         files=[str(Path(p).relative_to(out_dir)) for p in files],
-        sections=[("Paired comparisons and correlations", comparisons.to_html(inference))],
+        sections=[
+            ("Paired comparisons and correlations", comparisons.to_html(inference)),
+            ("HE as an early warning", early_warning.to_html(warning)),
+        ],
     )
     atomic_write_text(out_dir / "report.html", html.render(table, figs.figures, runs, info))
     return Report(
-        out_dir=out_dir, collection=coll, table=table, figures=figs, inference=inference, files=files
+        out_dir=out_dir,
+        collection=coll,
+        table=table,
+        figures=figs,
+        inference=inference,
+        warning=warning,
+        files=files,
     )

@@ -46,6 +46,11 @@ from sphere.run.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
+# The Frobenius norm of the update the editor applied to edited layer <l> in a batch (one column per
+# layer of every batch row of metrics.jsonl). Logged here, not by an evaluator: the runner sees the
+# update; the report reads it under this prefix (sphere.report.early_warning).
+UPDATE_NORM_PREFIX = "update_norm/layer_"
+
 
 class SequentialRun:
     """One run: model + editor + records → metrics.jsonl rows, a summary, checkpoints."""
@@ -244,7 +249,7 @@ class SequentialRun:
         progress.batches_done, progress.n_edits = b + 1, progress.n_edits + len(batch)
         n, n_total = progress.n_edits, len(self.records)
         row: dict[str, Any] = {"n_edits": n, "batch_time_s": edit_s}
-        row.update({f"update_norm/layer_{u.layer}": float(u.delta.norm()) for u in updates})
+        row.update({f"{UPDATE_NORM_PREFIX}{u.layer}": float(u.delta.norm()) for u in updates})
         with _timed(progress, "eval_s"), self.evaluated_weights():
             row.update(self.measure("batch", batch, n))
             every = self.s.eval.every

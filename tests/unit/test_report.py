@@ -125,6 +125,7 @@ FIGURES = (
     "general_vs_edits",
     "angular_distribution",
     "he_vs_metric",
+    "early_warning",
 )
 
 

@@ -11,7 +11,9 @@ it cannot be drawn:
 (e) :mod:`.general_vs_edits` general-ability curves,
 (f) :mod:`.angular_distribution` the angular distribution of neurons from checkpoints and
 (g) :mod:`.he_vs_metric` HE change against edit quality with Pearson's r — the paper's evidence
-    that losing the hyperspherical structure goes with losing edit quality.
+    that losing the hyperspherical structure goes with losing edit quality, and
+(h) :mod:`.early_warning` the per-batch |ΔHE| of each run against its efficacy, with its failure
+    point and its threshold crossing (:mod:`sphere.report.early_warning`).
 
 What they share: :mod:`.base` (the figure model, the drawing context, block selection, saving),
 :mod:`.curve_grid` (the metric-vs-edits panels of a, b, e), :mod:`.cosines` and :mod:`.weights`
@@ -34,6 +36,7 @@ from sphere.evaluation.catalogue import composite, headline
 from sphere.report.collect import BLOCK_COLS, Collection
 from sphere.report.figures import (
     angular_distribution,
+    early_warning,
     general_vs_edits,
     he_change_vs_edits,
     he_vs_metric,
@@ -57,6 +60,7 @@ MAKERS: list[tuple[str, Callable[[Context, str], Any]]] = [
     ("general_vs_edits", general_vs_edits.make),
     ("angular_distribution", angular_distribution.make),
     ("he_vs_metric", he_vs_metric.make),
+    ("early_warning", early_warning.make),
 ]
 
 
@@ -68,10 +72,13 @@ def make_figures(
     corr_metric: str | None = None,
     layer: str | None = None,
     formats: tuple[str, ...] = ("png", "svg"),
+    warning: Any = None,
 ) -> FigureSet:
     """Write every figure the data supports under ``out_dir``; returns them and the skipped ones.
     ``metric`` (heatmaps, plug-in choice) defaults to the catalogue's composite metric (the score),
-    ``corr_metric`` (HE scatter) to its first headline metric (efficacy)."""
+    ``corr_metric`` (HE scatter) to its first headline metric (efficacy). ``warning``: the
+    early-warning analysis (:func:`sphere.report.early_warning.analyse`) the early-warning figure
+    marks; computed without calibration when not given."""
     metric = metric or composite()
     corr_metric = corr_metric or headline()[0]
     settings = coll.runs.drop_duplicates("setting_id").reset_index(drop=True)
@@ -85,6 +92,7 @@ def make_figures(
         settings=settings,
         styles=setting_styles(settings),
         multi_block=settings["block"].nunique() > 1,
+        warning=warning,
     )
     result = FigureSet()
     blocks = list(dict.fromkeys(coll.runs.sort_values(BLOCK_COLS, kind="stable")["block"]))

@@ -48,6 +48,7 @@ class Context:
     settings: pd.DataFrame  # one row per setting: identity, label, block
     styles: dict[str, dict[str, Any]]
     multi_block: bool
+    warning: Any = None  # sphere.report.early_warning.EarlyWarning, when the report computed it
 
 
 def pyplot():
