@@ -303,10 +303,10 @@ def to_markdown(inf: Inference) -> str:
 
 def to_html(inf: Inference) -> str:
     """The section for report.html: the Markdown tables as HTML tables (no extra dependency)."""
-    return _md_to_html(to_markdown(inf))
+    return md_to_html(to_markdown(inf))
 
 
-def _md_to_html(md: str) -> str:
+def md_to_html(md: str) -> str:
     """The small Markdown subset this module writes (headings, pipe tables, bold, lists, code)."""
     out: list[str] = []
     table: list[list[str]] = []

@@ -36,7 +36,7 @@ from sphere.evaluation import HEADLINE
 from sphere.evaluation.catalogue import metric
 from sphere.evaluation.he import HE_ABS
 from sphere.report.collect import Collection
-from sphere.report.comparisons import _md_to_html
+from sphere.report.comparisons import md_to_html
 from sphere.run.runner import UPDATE_NORM_PREFIX
 
 # The failure line of the protocol (docs/results.md, "Where editors fail: the protocol").
@@ -421,4 +421,4 @@ def signal_label(signal: str) -> str:
 
 def to_html(ew: EarlyWarning) -> str:
     """The section for report.html (the Markdown without its own heading, as HTML)."""
-    return _md_to_html(to_markdown(ew).split("\n", 1)[1])
+    return md_to_html(to_markdown(ew).split("\n", 1)[1])
