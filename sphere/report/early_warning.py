@@ -37,7 +37,7 @@ from sphere.evaluation.catalogue import metric
 from sphere.evaluation.he import HE_ABS
 from sphere.report.collect import Collection
 from sphere.report.comparisons import md_to_html
-from sphere.run.runner import UPDATE_NORM_PREFIX
+from sphere.run.rundir import UPDATE_NORM_PREFIX
 
 # The failure line of the protocol (docs/results.md, "Where editors fail: the protocol").
 FAILURE_EFFICACY = 50.0  # efficacy below this (%) is a failure

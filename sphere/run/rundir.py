@@ -54,6 +54,7 @@ __all__ = [
     "RUN_OUTPUTS",
     "SUMMARY_FILE",
     "SUMMARY_TEXT_FILE",
+    "UPDATE_NORM_PREFIX",
     "W0_FILE",
     "build_summary",
     "format_summary",
@@ -80,6 +81,10 @@ SUMMARY_FILE = "summary.json"  # written last: its presence marks a finished run
 SUMMARY_TEXT_FILE = "summary.txt"
 REEVAL_DIR = "reeval"
 PATCH_FILE = "patch.safetensors"
+# metrics.jsonl: the Frobenius norm of the update applied to edited layer <l>, one column per layer of
+# every batch row. The runner logs it (it sees the update; no evaluator does); the report's early
+# warning reads it under this prefix.
+UPDATE_NORM_PREFIX = "update_norm/layer_"
 
 
 def read_summary(run_dir: Path) -> dict[str, Any]:

@@ -39,17 +39,13 @@ from sphere.run.identity import resume_mode
 from sphere.run.outcomes import merge_outcomes, write_outcomes
 from sphere.run.provenance import collect as collect_provenance
 from sphere.run.provenance import one_line
+from sphere.run.rundir import UPDATE_NORM_PREFIX
 from sphere.run.saved import kept_path, save_kept
 from sphere.run.state import Progress
 from sphere.run.summary import build_summary
 from sphere.run.tracking import Tracker
 
 log = logging.getLogger(__name__)
-
-# The Frobenius norm of the update the editor applied to edited layer <l> in a batch (one column per
-# layer of every batch row of metrics.jsonl). Logged here, not by an evaluator: the runner sees the
-# update; the report reads it under this prefix (sphere.report.early_warning).
-UPDATE_NORM_PREFIX = "update_norm/layer_"
 
 
 class SequentialRun:
