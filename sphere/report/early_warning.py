@@ -121,22 +121,29 @@ def _wide(coll: Collection) -> dict[str, pd.DataFrame]:
     }
 
 
-def has_failed(efficacy: float, specificity: float, pre_specificity: float) -> bool:
-    """The protocol's failure line at one evaluation point (NaN parts never fail)."""
+def failed_by(efficacy: float, specificity: float, pre_specificity: float) -> list[str]:
+    """The metrics whose rule of the protocol's failure line holds at one evaluation point, in the
+    order efficacy, specificity (empty: not failed; NaN parts never fail)."""
     by_eff = not math.isnan(efficacy) and efficacy < FAILURE_EFFICACY
     by_spec = (
         not math.isnan(specificity)
         and not math.isnan(pre_specificity)
         and pre_specificity - specificity >= FAILURE_SPECIFICITY_DROP
     )
-    return by_eff or by_spec
+    return [k for k, on in ((EFFICACY, by_eff), (SPECIFICITY, by_spec)) if on]
 
 
-def failure_points(coll: Collection) -> pd.DataFrame:
+def has_failed(efficacy: float, specificity: float, pre_specificity: float) -> bool:
+    """The protocol's failure line at one evaluation point (NaN parts never fail)."""
+    return bool(failed_by(efficacy, specificity, pre_specificity))
+
+
+def failure_points(coll: Collection, wide: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """One row per run: its failure point (``failed_at``, edits; NaN when it never fails), which
     rule failed it (efficacy, specificity or both), and its last evaluation point's efficacy and
-    specificity beside the unedited model's specificity."""
-    wide = _wide(coll)
+    specificity beside the unedited model's specificity. ``wide``: :func:`_wide` of ``coll``, when the
+    caller has it already."""
+    wide = _wide(coll) if wide is None else wide
     rows = []
     for _, run in coll.runs.iterrows():
         w = wide.get(str(run["run_id"]), pd.DataFrame())
@@ -146,14 +153,11 @@ def failure_points(coll: Collection) -> pd.DataFrame:
         if math.isnan(pre):
             pre = float(run.get(f"pre/{SPECIFICITY}", math.nan))
         points = sorted(n for n in eff.dropna().index if n > 0)
-        failed_at, failed_by = math.nan, ""
+        failed_at, failed_rules = math.nan, ""
         for n in points:
-            e, s = float(eff.get(n, math.nan)), float(spec.get(n, math.nan))
-            if has_failed(e, s, pre):
-                by_eff = e < FAILURE_EFFICACY
-                by_spec = not math.isnan(s) and pre - s >= FAILURE_SPECIFICITY_DROP
-                failed_at = float(n)
-                failed_by = " and ".join(k for k, on in ((EFFICACY, by_eff), (SPECIFICITY, by_spec)) if on)
+            rules = failed_by(float(eff.get(n, math.nan)), float(spec.get(n, math.nan)), pre)
+            if rules:
+                failed_at, failed_rules = float(n), " and ".join(rules)
                 break
         last = points[-1] if points else math.nan
         rows.append(
@@ -163,7 +167,7 @@ def failure_points(coll: Collection) -> pd.DataFrame:
                 "label": run["label"],
                 "seed": int(run["seed"]),
                 "failed_at": failed_at,
-                "failed_by": failed_by,
+                "failed_by": failed_rules,
                 "last_eval": float(last),
                 "last_efficacy": float(eff.get(last, math.nan)) if points else math.nan,
                 "last_specificity": float(spec.get(last, math.nan)) if points else math.nan,
@@ -173,12 +177,12 @@ def failure_points(coll: Collection) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=FAILURE_COLS)
 
 
-def batch_signals(coll: Collection) -> pd.DataFrame:
+def batch_signals(coll: Collection, wide: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """One row per run and batch (number of edits > 0 with a per-layer HE or update norm): the
     three signals. The HE change is the collected :data:`HE_ABS`; its step is taken from the
     previous batch (from 0 at the unedited model)."""
     out = []
-    for rid, w in _wide(coll).items():
+    for rid, w in (_wide(coll) if wide is None else wide).items():
         norms = [c for c in w.columns if str(c).startswith(UPDATE_NORM_PREFIX)]
         he = w[SIGNAL_HE] if SIGNAL_HE in w else pd.Series(np.nan, index=w.index)
         upd = w[norms].mean(axis=1, skipna=True) if norms else pd.Series(np.nan, index=w.index)
@@ -281,8 +285,9 @@ def judge(
 
 def analyse(coll: Collection, calibration_seeds: Sequence[int] = ()) -> EarlyWarning:
     """Failures and signals of every run; with ``calibration_seeds``, thresholds and crossings."""
-    failures = failure_points(coll)
-    signals = batch_signals(coll)
+    wide = _wide(coll)  # one pivot of the long curves serves both
+    failures = failure_points(coll, wide)
+    signals = batch_signals(coll, wide)
     seeds = tuple(int(s) for s in calibration_seeds)
     ew = EarlyWarning(failures=failures, signals=signals, calibration_seeds=seeds)
     if seeds:
