@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import json
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 import yaml
+
+from sphere.files import atomic_write_text
+from sphere.run.rundir import SUMMARY_FILE, read_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
@@ -100,15 +101,15 @@ def load_study(folder: Path) -> dict:
 
 def run_dirs(folder: Path) -> list[Path]:
     """The directories under ``folder`` (itself included) that hold a summary.json."""
-    found = {p.parent for p in folder.rglob("summary.json") if p.is_file()}
+    found = {p.parent for p in folder.rglob(SUMMARY_FILE) if p.is_file()}
     return sorted(d for d in found if not any(part.startswith(".") for part in d.relative_to(folder).parts))
 
 
 def code_version(run: Path) -> str | None:
     """``commit[:12]`` (+ " (modified)") from the run's summary.json provenance; None without one."""
-    path = run / "summary.json"
+    path = run / SUMMARY_FILE
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
+        summary = read_summary(run)
     except (OSError, ValueError) as e:
         raise StudyError(f"{path} is damaged ({type(e).__name__}: {e})") from None
     prov = summary.get("provenance") if isinstance(summary, dict) else None
@@ -225,18 +226,6 @@ def render(results: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results-dir", type=Path, default=RESULTS, help="default: docs/results")
@@ -270,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     if current == text:
         print(f"{index} is up to date")
         return 0
-    write_atomic(index, text)
+    atomic_write_text(index, text)
     print(f"wrote {index} ({len(studies(results))} studies)")
     return 0
 

@@ -89,7 +89,7 @@ UPDATE_NORM_PREFIX = "update_norm/layer_"
 
 def read_summary(run_dir: Path) -> dict[str, Any]:
     """summary.json of a finished run."""
-    return json.loads((Path(run_dir) / SUMMARY_FILE).read_text())
+    return json.loads((Path(run_dir) / SUMMARY_FILE).read_text(encoding="utf-8"))
 
 
 def write_summary_text(run_dir: Path, summary: dict[str, Any]) -> str:
