@@ -114,3 +114,15 @@ def load_checkpoint(path: Path) -> dict[str, Any] | None:
         "transforms": [{**s, **group(f"transform{i}")} for i, s in enumerate(meta["transforms"])],
         "progress": meta["progress"],
     }
+
+
+def set_progress(path: Path, progress: dict[str, Any]) -> None:
+    """Rewrite the checkpoint in ``path`` with ``progress`` in place of its own, the tensors and the
+    rest of the state unchanged (atomically, as every checkpoint): how an extended run
+    (``sphere.run.extend``) records, before anything else changes, that its unedited-model
+    measurement must be taken again on the longer stream."""
+    found = _read(path)
+    if found is None:
+        raise FileNotFoundError(f"no checkpoint in {path}")
+    tensors, meta = found
+    save_tensors(path / FILENAME, tensors, {"state": json.dumps({**meta, "progress": progress})})

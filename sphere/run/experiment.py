@@ -69,6 +69,8 @@ def run_experiment(cfg: DictConfig, out_dir: Path, draw: DrawFigures | None = No
     records = edit_stream(s)
     if s.run.plan_check:
         _check_plan(s, len(records))
+    if decision is not None and decision.action == "extend":
+        _extend(s, out_dir, records)  # checked first: a run that cannot be extended is left as it was
     if decision is not None:
         if decision.clear:
             log.info("starting over in %s (%s): its previous outputs are deleted", out_dir, decision.why)
@@ -88,11 +90,14 @@ def run_experiment(cfg: DictConfig, out_dir: Path, draw: DrawFigures | None = No
         )
         return {"prepared": True}
     state = None
-    if decision is not None and decision.action == "resume":
+    if decision is not None and decision.action in ("resume", "extend"):
         state = load_checkpoint(out_dir / CHECKPOINT_DIR)  # decide() saw it; a damaged one raises
         if state is not None:
             n = int(state["progress"]["n_edits"])
-            log.info("resuming from %s after %d edits (same configuration)", out_dir, n)
+            if decision.action == "extend":
+                log.info("extending %s after %d edits to %d (%s)", out_dir, n, len(records), decision.why)
+            else:
+                log.info("resuming from %s after %d edits (same configuration)", out_dir, n)
     job = f"{s.editor_name}{'+sphere' if s.sphere.enabled else ''}"
     sweep = _hydra_sweep()
     tracker = Tracker(
@@ -175,6 +180,21 @@ def objective(cfg: DictConfig, result: dict[str, Any]) -> float | None:
         )
         raise ConfigError(f"run.objective={key} is not a number of the summary; one of: {', '.join(numeric)}")
     return float(value)
+
+
+def _extend(s: Settings, out_dir: Path, records) -> None:
+    """Check that the run in ``out_dir`` continues exactly as the longer ``s`` (``check_extension``),
+    then archive it and make its directory the longer run's (``start_extension``)."""
+    import yaml
+
+    from sphere.run.extend import check_extension, start_extension
+
+    old_config = yaml.safe_load((out_dir / CONFIG_FILE).read_text(encoding="utf-8")) or {}
+    state = load_checkpoint(out_dir / CHECKPOINT_DIR)
+    if state is None:  # decide() saw one: removed since
+        raise ConfigError(f"{out_dir} has no checkpoint to extend the run from")
+    check_extension(s, records, old_config, state["progress"])
+    start_extension(out_dir, int(state["progress"]["n_edits"]))
 
 
 def _decide(s: Settings, out_dir: Path, config_text: str) -> Decision:

@@ -19,6 +19,14 @@ overwrite, a run that is not its own. So ``run.resume`` is a policy, decided her
 A run of the same configuration stopped before its first checkpoint has nothing to continue from;
 it starts again from the beginning (``auto`` and ``true``), which is what it would have done.
 
+*Extending* a run (``auto`` and ``true``): a command that differs from the directory's run only in a
+larger ``dataset.limit`` (null: all records), and with it ``eval.subset`` and ``run.keep_at``
+(``EXTENDABLE``), continues that run, finished or not, from its checkpoint to the new length
+instead of being refused: a 3,000-edit study that has not failed goes on to 10,000 without editing
+the first 3,000 again. Whether the longer stream really begins with the edited records, and the
+evaluation subset is the same on them, is checked once the records are loaded
+(``sphere.run.extend``).
+
 "Same configuration" is the resolved config.yaml, equal except the ``OPERATIONAL`` keys: those
 that change how a run executes (caches, checkpoint frequency, logging, where the model sits, batch
 sizes of forward passes) but not the numbers it writes, so a requeued job may lower a batch size
@@ -64,6 +72,10 @@ OPERATIONAL = (
     "eval.general.batch_size",
 )
 
+# Keys an *extension* may change (module docstring): the stream's length, and the two settings that
+# are stated relative to it (the evaluation subset's size, the edit counts whose weights are kept).
+EXTENDABLE = ("dataset.limit", "eval.subset", "run.keep_at")
+
 # What a run writes into its directory (besides config.yaml, which a new run rewrites, and W&B's
 # own wandb/ folder, which keeps the old run's offline history under its own id): deleted when a
 # run starts over, summary.json first so that a half-cleared directory is never a finished run.
@@ -78,13 +90,14 @@ RUN_OUTPUTS = (
     "patch.safetensors",
     "kept",
     "reeval",
+    "extended",
 )
 
 # What makes a directory hold a run worth protecting: results. A config.yaml alone (a start that
 # failed, a run killed while collecting statistics) has nothing to lose and is simply replaced.
 RESULTS = ("summary.json", "checkpoint/checkpoint.safetensors", "metrics.jsonl", "kept")
 
-Action = Literal["new", "resume", "finished"]
+Action = Literal["new", "resume", "finished", "extend"]
 
 
 def resume_mode(value: Any) -> str:
@@ -165,7 +178,8 @@ def config_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[st
 @dataclass(frozen=True)
 class Decision:
     """What to do in a run directory: ``new`` (``clear`` its previous outputs first when True),
-    ``resume`` from its checkpoint, or nothing (``finished`` earlier)."""
+    ``resume`` from its checkpoint, ``extend`` it from its checkpoint to a longer stream (``why``
+    says from which length), or nothing (``finished`` earlier)."""
 
     action: Action
     clear: bool = False
@@ -213,6 +227,13 @@ def decide(
     except (OSError, yaml.YAMLError) as e:
         raise ConfigError(f"{out_dir}/config.yaml cannot be read ({type(e).__name__}); {fix}") from None
     diff = config_diff(old, config)
+    if diff and extends(diff):
+        if "checkpoint/checkpoint.safetensors" not in results:
+            raise ConfigError(
+                f"{out_dir} holds a shorter run of this configuration ({_limits(diff)}) but no "
+                f"checkpoint to extend it from; {fix}"
+            )
+        return Decision("extend", why=_limits(diff))
     if diff:
         shown = ", ".join(f"{k}: {_short(a)} -> {_short(b)}" for k, a, b in diff[:3])
         more = f" and {len(diff) - 3} more" if len(diff) > 3 else ""
@@ -224,6 +245,23 @@ def decide(
     return Decision(
         "new", clear=leftovers, why="stopped before its first checkpoint: nothing to continue from"
     )
+
+
+def extends(diff: list[tuple[str, Any, Any]]) -> bool:
+    """Whether ``diff`` (``config_diff``) makes the new configuration a longer stream of the same run:
+    only ``EXTENDABLE`` keys differ, and ``dataset.limit`` grows (null, all records, is the longest)."""
+    keys = {k for k, _, _ in diff}
+    if "dataset.limit" not in keys or not keys <= set(EXTENDABLE):
+        return False
+    old, new = next((a, b) for k, a, b in diff if k == "dataset.limit")
+    if not isinstance(old, int) or isinstance(old, bool):
+        return False  # null (all records) or absent: nothing is longer
+    return new is None or (isinstance(new, int) and not isinstance(new, bool) and new > old)
+
+
+def _limits(diff: list[tuple[str, Any, Any]]) -> str:
+    old, new = next((a, b) for k, a, b in diff if k == "dataset.limit")
+    return f"dataset.limit: {old} -> {new}"
 
 
 def clear_outputs(out_dir: Path) -> None:

@@ -11,6 +11,8 @@ read it back. One module owns it so that the writer (the run) and the readers (`
     kept/edits_<n>.safetensors   the evaluated weights kept at ``run.keep_at`` (``sphere.run.saved``)
     reeval/<overrides>.json      ``sphere-eval``'s results (``sphere.run.reevaluate``)
     patch.safetensors            the edited matrices, with ``logger.log_patch`` (``sphere.run.patch``)
+    extended/at-<n>/             the files of the run as it stood when it was extended after n
+                                 edits to a longer stream (``EXTENDED_DIR``; ``sphere.run.extend``)
 
 The pieces live in the modules named above; this one gathers their names and readers, and adds the
 summary's own two files. What a new run deletes, and what marks a directory as holding results, is
@@ -44,6 +46,7 @@ __all__ = [
     "CHECKPOINT_DIR",
     "CHECKPOINT_FILE",
     "CONFIG_FILE",
+    "EXTENDED_DIR",
     "KEPT_DIR",
     "METRICS_FILE",
     "OUTCOMES_FILE",
@@ -58,6 +61,7 @@ __all__ = [
     "W0_FILE",
     "build_summary",
     "format_summary",
+    "is_pre_row",
     "kept_path",
     "layer_key",
     "load_checkpoint",
@@ -80,11 +84,17 @@ METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"  # written last: its presence marks a finished run
 SUMMARY_TEXT_FILE = "summary.txt"
 REEVAL_DIR = "reeval"
+EXTENDED_DIR = "extended"  # one of identity.RUN_OUTPUTS: a run started over deletes it
 PATCH_FILE = "patch.safetensors"
 # metrics.jsonl: the Frobenius norm of the update applied to edited layer <l>, one column per layer of
 # every batch row. The runner logs it (it sees the update; no evaluator does); the report's early
 # warning reads it under this prefix.
 UPDATE_NORM_PREFIX = "update_norm/layer_"
+
+
+def is_pre_row(row: dict[str, Any]) -> bool:
+    """The unedited model's row of metrics.jsonl (a batch skipped before any edit also has 0 edits)."""
+    return int(row.get("n_edits", -1)) == 0 and "skipped_batch" not in row
 
 
 def read_summary(run_dir: Path) -> dict[str, Any]:

@@ -154,8 +154,12 @@ class SequentialRun:
             self._keep(0)  # W₀, the reference's edit_0: what the edited weights are compared with
         if progress.pre is None:
             with _timed(progress, "eval_s"):
-                progress.pre = self.measure("pre", self.records, 0)
-            tracker.log({"n_edits": 0, **progress.pre})
+                progress.pre = self.measure_unedited(progress)
+            row = {"n_edits": 0, **progress.pre}
+            if progress.n_edits:  # after later rows (an extended run): first in the file all the same
+                tracker.log_first(row)
+            else:
+                tracker.log(row)
 
         bar = progress_bar(n_total, f"editing ({s.editor_name})", "edit", initial=progress.n_edits)
         for b in range(progress.batches_done, len(batches)):
@@ -192,7 +196,29 @@ class SequentialRun:
             header["notes"] = notes
         if progress.skipped:
             header["skipped_batches"] = [b + 1 for b in progress.skipped]
+        if progress.extended_from:
+            header["extended_from"] = list(progress.extended_from)
         return build_summary(header, pre=progress.pre or {}, final=final, timings=progress.timings)
+
+    def measure_unedited(self, progress: Progress) -> dict[str, float]:
+        """The "pre" measurement of every record of the stream on the unedited model. After edits
+        (an extended run, ``sphere.run.extend``: its first one covered a shorter stream) W₀ is put
+        back in the edited layers for it, and the evaluators' states (schedules) are kept as they
+        were: the measurement must not count as one of the run's."""
+        if not progress.n_edits:
+            return self.measure("pre", self.records, 0)
+        states = {name: copy.deepcopy(ev.state_dict()) for name, ev in self.evaluators.items()}
+        weights = self.ctx.weights
+        live = {layer: weights.read(layer) for layer in self.layers}
+        try:
+            for layer, w in live.items():
+                weights.write(layer, self.ctx.pretrained(layer).to(w.device))
+            return self.measure("pre", self.records, 0)
+        finally:
+            for layer, w in live.items():
+                weights.write(layer, w)
+            for name, ev in self.evaluators.items():
+                ev.load_state_dict(states[name])
 
     def _provenance(self) -> dict[str, Any]:
         """Code, software, machine, model and data identity for summary.json, logged in one line."""

@@ -16,6 +16,8 @@ class Progress:
         evaluators: each evaluator's ``state_dict`` at the last checkpoint, by name.
         skipped: indices of batches undone for a non-finite update (``run.on_nonfinite=skip``).
         timings: seconds spent so far in setup, editing and evaluation.
+        extended_from: the lengths (edits) at which the run was extended to a longer stream
+            (``sphere.run.extend``); empty for a run edited at one length.
     """
 
     batches_done: int = 0
@@ -24,6 +26,7 @@ class Progress:
     evaluators: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped: list[int] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=lambda: {"setup_s": 0.0, "edit_s": 0.0, "eval_s": 0.0})
+    extended_from: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -14,7 +14,7 @@ from typing import Any, cast
 from editors.core.faults import kill_point
 from sphere.files import atomic_write_json, atomic_write_text
 from sphere.run.config import LoggerConfig
-from sphere.run.rundir import METRICS_FILE, SUMMARY_FILE
+from sphere.run.rundir import METRICS_FILE, SUMMARY_FILE, is_pre_row
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,16 @@ class Tracker:
             f.write(line[half:])
             f.flush()
             os.fsync(f.fileno())
+        self._wandb(lambda run: run.log({k: v for k, v in row.items() if isinstance(v, int | float)}))
+
+    def log_first(self, row: dict[str, Any]) -> None:
+        """Write ``row`` as the first line of metrics.jsonl, in place of the unedited model's row if
+        there is one (atomically: the file is rewritten), and mirror it to W&B. For an extended run
+        (``sphere.run.extend``), whose unedited-model row is measured again after rows of later
+        edit counts: readers that draw rows in file order then still start at 0 edits."""
+        rest = [r for r in self.rows() if not is_pre_row(r)]
+        text = "".join(json.dumps(r, default=float) + "\n" for r in [row, *rest])
+        atomic_write_text(self.metrics_path, text)
         self._wandb(lambda run: run.log({k: v for k, v in row.items() if isinstance(v, int | float)}))
 
     def _wandb(self, call) -> None:

@@ -23,7 +23,7 @@ CONFIG = {
 
 def run_dir(tmp_path: Path, *, checkpoint: bool = False, summary: bool = False, config=CONFIG) -> Path:
     out = tmp_path / "run"
-    out.mkdir(exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(config))
     (out / "metrics.jsonl").write_text('{"n_edits": 0}\n')
     if checkpoint:
@@ -135,3 +135,43 @@ def test_start_over_clears_the_old_run_and_nothing_else(tmp_path):
         "config.yaml",
         "notes.md",
     ]  # the new run rewrites config.yaml
+
+
+def limits(old: int | None, new: int | None, **sections) -> tuple[dict, dict]:
+    """(the directory's config with dataset.limit=old, a command's with new and ``sections``)."""
+    a = yaml.safe_load(yaml.safe_dump(CONFIG))
+    a["dataset"] = {"limit": old, "batch_size": 2}
+    b = yaml.safe_load(yaml.safe_dump(a))
+    b["dataset"]["limit"] = new
+    for section, values in sections.items():
+        b[section].update(values)
+    return a, b
+
+
+@pytest.mark.parametrize("mode", ["auto", "true"])
+@pytest.mark.parametrize("new", [8, None])
+def test_a_longer_stream_extends_the_run_finished_or_not(tmp_path, mode, new):
+    old, longer = limits(4, new, eval={"subset": 4})  # eval.subset may change with it (checked later)
+    for finished in (False, True):
+        d = decide(run_dir(tmp_path, checkpoint=True, summary=finished, config=old), longer, mode)
+        assert (d.action, d.why) == ("extend", f"dataset.limit: 4 -> {new}")
+
+
+def test_what_is_not_a_longer_stream_is_refused(tmp_path):
+    old, shorter = limits(8, 4)
+    with pytest.raises(ConfigError, match=r"another configuration \(dataset.limit: 8 -> 4\)"):
+        decide(run_dir(tmp_path, checkpoint=True, config=old), shorter, "auto")
+    old, longer = limits(4, 8, sphere={"alpha": 0.5})  # longer, and something else
+    with pytest.raises(ConfigError, match=r"another configuration \(dataset.limit: 4 -> 8, sphere.alpha"):
+        decide(run_dir(tmp_path, checkpoint=True, config=old), longer, "auto")
+    old, longer = limits(None, 8)  # all records already
+    with pytest.raises(ConfigError, match=r"dataset.limit: None -> 8"):
+        decide(run_dir(tmp_path, checkpoint=True, config=old), longer, "auto")
+    _, subset_only = limits(4, 4, eval={"subset": 2})
+    with pytest.raises(ConfigError, match=r"eval.subset"):
+        decide(run_dir(tmp_path, checkpoint=True, config=limits(4, 4)[0]), subset_only, "auto")
+    old, longer = limits(4, 8)
+    with pytest.raises(
+        ConfigError, match=r"shorter run of this configuration \(dataset.limit: 4 -> 8\) but no checkpoint"
+    ):
+        decide(run_dir(tmp_path / "finished", summary=True, config=old), longer, "auto")
