@@ -23,7 +23,14 @@ import yaml
 
 from sphere.evaluation.he import HE_SIGNED, LAYER_PREFIX, he_summaries
 from sphere.run.identity import upgrade_config
-from sphere.run.rundir import CHECKPOINT_DIR, CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, SUMMARY_FILE
+from sphere.run.rundir import (
+    CHECKPOINT_DIR,
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    METRICS_FILE,
+    SUMMARY_FILE,
+    read_metrics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -126,24 +133,6 @@ def find_run_dirs(paths: list[Path]) -> list[Path]:
     return sorted(p.relative_to(cwd) if p.is_relative_to(cwd) else p for p in found)
 
 
-def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
-    """(rows, number of unparseable lines): a run killed mid-write may leave a cut line at the end."""
-    rows, bad = [], 0
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            bad += 1
-            continue
-        if isinstance(row, dict) and "n_edits" in row:
-            rows.append(row)
-        else:
-            bad += 1
-    return rows, bad
-
-
 def _run_id(path: Path, roots: list[Path]) -> str:
     """The run's path relative to the input it was found under (short, unique in one report)."""
     for root in roots:
@@ -173,7 +162,7 @@ def load_run(path: Path, run_id: str) -> Run:
             raise ValueError(f"{path / SUMMARY_FILE} is damaged ({type(e).__name__}: {e})") from None
         if not isinstance(summary, dict):
             raise ValueError(f"{path / SUMMARY_FILE} is not a JSON object")
-    rows, bad = read_jsonl(path / METRICS_FILE)
+    rows, bad = read_metrics(path / METRICS_FILE)
     return Run(path=path, run_id=run_id, config=config, summary=summary, rows=rows, bad_lines=bad)
 
 

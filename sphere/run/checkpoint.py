@@ -116,6 +116,24 @@ def load_checkpoint(path: Path) -> dict[str, Any] | None:
     }
 
 
+def read_progress(path: Path) -> dict[str, Any] | None:
+    """The progress of the checkpoint in ``path`` from its header alone (no tensor is read: a
+    LLaMA3-8B + AlphaEdit checkpoint is ~5 GB); None if there is none. Not checksummed: the run
+    that continues loads it whole (``load_checkpoint``), which is."""
+    from safetensors import SafetensorError, safe_open
+
+    f = path / FILENAME
+    if not f.exists():
+        return None
+    try:
+        with safe_open(str(f), framework="pt") as h:
+            return json.loads((h.metadata() or {})["state"])["progress"]
+    except (SafetensorError, OSError, KeyError, json.JSONDecodeError) as e:
+        raise CorruptFileError(
+            f"checkpoint {f} is damaged ({e}); delete {path} to start the run again from the beginning"
+        ) from None
+
+
 def set_progress(path: Path, progress: dict[str, Any]) -> None:
     """Rewrite the checkpoint in ``path`` with ``progress`` in place of its own, the tensors and the
     rest of the state unchanged (atomically, as every checkpoint): how an extended run

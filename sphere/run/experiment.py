@@ -187,14 +187,15 @@ def _extend(s: Settings, out_dir: Path, records) -> None:
     then archive it and make its directory the longer run's (``start_extension``)."""
     import yaml
 
+    from sphere.run.checkpoint import read_progress
     from sphere.run.extend import check_extension, start_extension
 
     old_config = yaml.safe_load((out_dir / CONFIG_FILE).read_text(encoding="utf-8")) or {}
-    state = load_checkpoint(out_dir / CHECKPOINT_DIR)
-    if state is None:  # decide() saw one: removed since
+    progress = read_progress(out_dir / CHECKPOINT_DIR)
+    if progress is None:  # decide() saw one: removed since
         raise ConfigError(f"{out_dir} has no checkpoint to extend the run from")
-    check_extension(s, records, old_config, state["progress"])
-    start_extension(out_dir, int(state["progress"]["n_edits"]))
+    check_extension(s, records, old_config, progress)
+    start_extension(out_dir, progress)
 
 
 def _decide(s: Settings, out_dir: Path, config_text: str) -> Decision:

@@ -38,7 +38,7 @@ from typing import Any
 from sphere.data.records import EditRecord
 from sphere.errors import ConfigError
 from sphere.files import atomic_write_text
-from sphere.run.checkpoint import CHECKPOINT_DIR, load_checkpoint, set_progress
+from sphere.run.checkpoint import CHECKPOINT_DIR, set_progress
 from sphere.run.config import Settings
 from sphere.run.eval_subset import subset_positions
 from sphere.run.rundir import (
@@ -49,6 +49,7 @@ from sphere.run.rundir import (
     SUMMARY_FILE,
     SUMMARY_TEXT_FILE,
     is_pre_row,
+    read_metrics,
 )
 
 log = logging.getLogger(__name__)
@@ -115,10 +116,12 @@ def _subset_that_keeps(old_subset: int | None, n_old: int, n_new: int) -> int | 
     return int(size) if size == int(size) and n_old % old_subset == 0 else None
 
 
-def start_extension(out_dir: Path, n_edits: int) -> Path:
+def start_extension(out_dir: Path, progress: Mapping[str, Any]) -> Path:
     """Archive the shorter run and make its directory continue as the longer one (module
-    docstring): returns the archive, ``extended/at-<n_edits>``. Each step is atomic and repeating
-    them is harmless, so a kill anywhere leaves a directory the same command extends or resumes."""
+    docstring); ``progress``: its checkpoint's. Returns the archive, ``extended/at-<n>``. Each step
+    is atomic and repeating them is harmless, so a kill anywhere leaves a directory the same
+    command extends or resumes."""
+    n_edits = int(progress["n_edits"])
     archive = out_dir / EXTENDED_DIR / f"at-{n_edits}"
     if not (archive / METRICS_FILE).exists():  # the first copy is the shorter run's: never overwritten
         tmp = archive.with_name(archive.name + ".tmp")
@@ -129,31 +132,16 @@ def start_extension(out_dir: Path, n_edits: int) -> Path:
                 shutil.copy2(out_dir / name, tmp / name)
         shutil.rmtree(archive, ignore_errors=True)
         tmp.rename(archive)
-    ckpt = out_dir / CHECKPOINT_DIR
-    state = load_checkpoint(ckpt)
-    if state is None:
-        raise ConfigError(f"{out_dir} has no checkpoint to extend the run from")
-    progress = dict(state["progress"])
     extended = [int(n) for n in progress.get("extended_from") or []]
     if not extended or extended[-1] != n_edits:
         extended.append(n_edits)
-    set_progress(ckpt, {**progress, "pre": None, "extended_from": extended})
+    set_progress(out_dir / CHECKPOINT_DIR, {**progress, "pre": None, "extended_from": extended})
     metrics = out_dir / METRICS_FILE
     if metrics.exists():
-        kept = [{k: v for k, v in r.items() if k != "final"} for r in _rows(metrics) if not is_pre_row(r)]
+        rows = read_metrics(metrics)[0]  # a line cut by a kill goes: the resumed run logs it again
+        kept = [{k: v for k, v in r.items() if k != "final"} for r in rows if not is_pre_row(r)]
         atomic_write_text(metrics, "".join(json.dumps(r) + "\n" for r in kept))
     for name in (SUMMARY_FILE, SUMMARY_TEXT_FILE, OUTCOMES_FILE):  # summary.json first: not finished
         (out_dir / name).unlink(missing_ok=True)
     log.info("extending %s after %d edits; the shorter run's files are in %s", out_dir, n_edits, archive)
     return archive
-
-
-def _rows(path: Path) -> list[dict[str, Any]]:
-    """metrics.jsonl's rows; a last line cut short by a kill is dropped (the resumed run logs it again)."""
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows

@@ -68,6 +68,7 @@ __all__ = [
     "load_kept",
     "load_point",
     "read_layer_weights",
+    "read_metrics",
     "read_outcomes",
     "read_summary",
     "resolve_points",
@@ -95,6 +96,25 @@ UPDATE_NORM_PREFIX = "update_norm/layer_"
 def is_pre_row(row: dict[str, Any]) -> bool:
     """The unedited model's row of metrics.jsonl (a batch skipped before any edit also has 0 edits)."""
     return int(row.get("n_edits", -1)) == 0 and "skipped_batch" not in row
+
+
+def read_metrics(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """metrics.jsonl's rows and the number of lines that are not one (unparseable, or not a row
+    with ``n_edits``): a run killed mid-append leaves a cut last line, which is skipped, not fatal."""
+    rows, bad = [], 0
+    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            bad += 1
+            continue
+        if isinstance(row, dict) and "n_edits" in row:
+            rows.append(row)
+        else:
+            bad += 1
+    return rows, bad
 
 
 def read_summary(run_dir: Path) -> dict[str, Any]:

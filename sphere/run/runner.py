@@ -13,7 +13,7 @@ import contextlib
 import copy
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -92,13 +92,23 @@ class SequentialRun:
         if not any(t.point == "readout" for t in self.editor.transforms):
             yield
             return
+
+        def view(layer: int, w):
+            name, w0 = self.spec.weight_name(layer), self.ctx.pretrained(layer).to(w.device)
+            return accumulated_view(self.editor.transforms, "readout", name, layer, w0, w)
+
+        with self._replaced_weights(view):
+            yield
+
+    @contextlib.contextmanager
+    def _replaced_weights(self, replacement: Callable[[int, Any], Any]) -> Iterator[None]:
+        """``replacement(layer, live W)`` written into every edited layer for the block, the live
+        weights written back after it, whatever happens inside."""
         weights = self.ctx.weights
         live = {layer: weights.read(layer) for layer in self.layers}
         try:
             for layer, w in live.items():
-                name, w0 = self.spec.weight_name(layer), self.ctx.pretrained(layer).to(w.device)
-                view = accumulated_view(self.editor.transforms, "readout", name, layer, w0, w)
-                weights.write(layer, view)
+                weights.write(layer, replacement(layer, w))
             yield
         finally:
             for layer, w in live.items():
@@ -208,15 +218,10 @@ class SequentialRun:
         if not progress.n_edits:
             return self.measure("pre", self.records, 0)
         states = {name: copy.deepcopy(ev.state_dict()) for name, ev in self.evaluators.items()}
-        weights = self.ctx.weights
-        live = {layer: weights.read(layer) for layer in self.layers}
         try:
-            for layer, w in live.items():
-                weights.write(layer, self.ctx.pretrained(layer).to(w.device))
-            return self.measure("pre", self.records, 0)
+            with self._replaced_weights(lambda layer, w: self.ctx.pretrained(layer).to(w.device)):
+                return self.measure("pre", self.records, 0)
         finally:
-            for layer, w in live.items():
-                weights.write(layer, w)
             for name, ev in self.evaluators.items():
                 ev.load_state_dict(states[name])
 

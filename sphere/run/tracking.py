@@ -14,7 +14,7 @@ from typing import Any, cast
 from editors.core.faults import kill_point
 from sphere.files import atomic_write_json, atomic_write_text
 from sphere.run.config import LoggerConfig
-from sphere.run.rundir import METRICS_FILE, SUMMARY_FILE, is_pre_row
+from sphere.run.rundir import METRICS_FILE, SUMMARY_FILE, is_pre_row, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -153,16 +153,8 @@ class Tracker:
             self.run = None
 
     def rows(self) -> list[dict[str, Any]]:
-        """The rows logged so far; a last line cut short by a kill is ignored."""
-        if not self.metrics_path.exists():
-            return []
-        rows = []
-        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # only a partial last line can fail: every complete line is one json.dumps
-        return rows
+        """The rows logged so far; a last line cut short by a kill is ignored (``read_metrics``)."""
+        return read_metrics(self.metrics_path)[0] if self.metrics_path.exists() else []
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_json(self.out_dir / SUMMARY_FILE, summary)

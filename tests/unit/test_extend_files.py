@@ -10,7 +10,7 @@ import json
 
 import torch
 
-from sphere.run.checkpoint import load_checkpoint, save_checkpoint
+from sphere.run.checkpoint import load_checkpoint, read_progress, save_checkpoint
 from sphere.run.extend import start_extension
 from sphere.run.identity import RUN_OUTPUTS
 from sphere.run.rundir import EXTENDED_DIR
@@ -52,7 +52,7 @@ def test_the_shorter_run_is_kept_and_the_directory_continues_as_the_longer_one(t
     out = shorter_run(tmp_path)
     originals = {p.name: p.read_text() for p in out.iterdir() if p.is_file()}
 
-    archive = start_extension(out, 4)
+    archive = start_extension(out, read_progress(out / "checkpoint"))
 
     assert archive == out / EXTENDED_DIR / "at-4" and EXTENDED_DIR in RUN_OUTPUTS  # starting over deletes it
     assert {p.name: p.read_text() for p in archive.iterdir()} == originals
@@ -66,7 +66,9 @@ def test_the_shorter_run_is_kept_and_the_directory_continues_as_the_longer_one(t
         state["progress"]["n_edits"] == 4 and (state["weights"]["1"] == torch.arange(4.0).reshape(2, 2)).all()
     )
 
-    start_extension(out, 4)  # again, as after a kill before the new config.yaml was written
+    start_extension(
+        out, read_progress(out / "checkpoint")
+    )  # again, as after a kill before the new config.yaml was written
     assert {p.name: p.read_text() for p in archive.iterdir()} == originals  # never overwritten
     assert [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()] == rows
     assert load_checkpoint(out / "checkpoint")["progress"]["extended_from"] == [4]  # type: ignore[index]
