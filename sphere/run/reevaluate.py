@@ -4,7 +4,10 @@ The run is rebuilt from its own ``config.yaml`` (same model, same seed, so the s
 with ``key=value`` overrides applied to it (typically ``eval.*``). Each point's weights come from
 :mod:`sphere.run.saved` (``load_point``); the records measured are those edited by then, as in the
 reference's ``evaluate_each_epoch.py`` (the first k records), and ``n_edits = 0`` measures the
-unedited model on all records. Results go to ``<run>/reeval/<tag>.json``, rewritten atomically after each point.
+unedited model on all records. Results go to ``<run>/reeval/<tag>.json``, rewritten atomically after each point;
+with the generation evaluator the file also holds the generated texts of each point (``texts``), so a
+fluency number can be read against what the model wrote (n-gram entropy is high for fluent text and
+for gibberish alike).
 """
 
 from __future__ import annotations
@@ -130,9 +133,12 @@ def reevaluate(
     points = resolve_points(run_dir, at)
     runner, records = rebuild(run_dir, overrides)
     out_path = run_dir / REEVAL_DIR / f"{tag_for(overrides)}.json"
-    result: dict[str, Any] = {"overrides": list(overrides), "points": [], "notes": {}}
+    result: dict[str, Any] = {"overrides": list(overrides), "points": [], "notes": {}, "texts": {}}
     todo = ([0] if pre and 0 not in points else []) + points
     for n in todo:
+        for ev in runner.evaluators.values():
+            if hasattr(ev, "last_texts"):
+                ev.last_texts = {}  # this point's texts only
         if n == 0:
             for layer in runner.layers:  # the unedited weights, whatever the model holds now
                 runner.ctx.weights.write(layer, runner.ctx.pretrained(layer))
@@ -142,6 +148,11 @@ def reevaluate(
             with view:
                 metrics = runner.measure("final", edited, n)
         result["points"].append({"n_edits": n, **metrics})
+        texts = {
+            str(c): t for ev in runner.evaluators.values() for c, t in getattr(ev, "last_texts", {}).items()
+        }
+        if texts:
+            result["texts"][str(n)] = texts
         result["notes"] = {
             k: v for ev in runner.evaluators.values() for k, v in getattr(ev, "notes", {}).items()
         }

@@ -76,6 +76,30 @@ def test_reevaluation_reproduces_the_logged_metrics(saved_run):
     assert (saved_run / "checkpoint" / "checkpoint.safetensors").stat().st_mtime_ns == ckpt
 
 
+def test_reevaluation_keeps_each_points_generated_texts(saved_run):
+    """The texts behind a fluency number, per point and record, and only that point's."""
+    from sphere.run.reevaluate import reevaluate
+
+    overrides = [
+        "eval.evaluators=[generation]",
+        "eval.generation.prompts=edit_prompts",
+        "eval.generation.every_case=2",
+        "eval.generation.max_length=12",
+        "eval.generation.top_k=0",
+    ]
+    result = reevaluate(saved_run, overrides, at="4,8", pre=True)
+    assert set(result["texts"]) == {"0", "4", "8"}
+    for n, point in zip(("0", "4", "8"), result["points"]):
+        texts = result["texts"][n]
+        assert len(texts) == point["n_generation_records"]  # every second record edited by then
+        assert all(len(t) == 2 and all(isinstance(x, str) and x for x in t) for t in texts.values())
+    assert len(result["texts"]["0"]) == 4 and len(result["texts"]["4"]) == 2  # 8 records pre, 4 edited at 4
+    assert result["texts"]["4"].keys() <= result["texts"]["8"].keys()
+    assert json.loads(Path(result["path"]).read_text())["texts"] == result["texts"]
+    plain = reevaluate(saved_run, ["eval.evaluators=[he]"], at="4")
+    assert plain["texts"] == {}
+
+
 def test_reevaluation_refuses_unknown_keys(saved_run):
     from sphere.errors import ConfigError
     from sphere.run.reevaluate import reevaluate
