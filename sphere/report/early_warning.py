@@ -7,6 +7,13 @@ protocol". A run has *failed* at an evaluation point when its efficacy is below
 below the unedited model's (the row of 0 edits, else ``pre/`` of summary.json); its time to
 failure is the first evaluation point where that holds.
 
+The line cannot see a collapse. Efficacy and specificity compare two probabilities (P(new) > P(true)
+and the reverse); a model that has stopped giving either object any probability answers both
+comparisons near chance, so they drift towards 50 % from either side without crossing the line
+(SmolLM2-135M after 3,000 MEMIT edits writes word fragments at 58 % efficacy, docs/results.md).
+The failure table therefore puts top-1 efficacy (the new object is the most likely token) at the
+first and the last evaluation beside it, and the figure draws it: that is where a collapse shows.
+
 The signals, one value per batch, from the long rows :mod:`sphere.report.collect` builds:
 
 * the mean over edited layers of |ΔHE| % (:data:`sphere.evaluation.he.HE_ABS`, the change of each
@@ -44,6 +51,7 @@ FAILURE_EFFICACY = 50.0  # efficacy below this (%) is a failure
 FAILURE_SPECIFICITY_DROP = 20.0  # specificity this many points or more below the unedited model's
 
 EFFICACY, SPECIFICITY = HEADLINE[0], HEADLINE[2]  # the two metrics the failure line reads
+EFFICACY_TOP1 = "efficacy_top1"  # shown beside the line, which cannot see a collapse
 
 # The per-batch signals: key → how a table names it.
 SIGNAL_HE = HE_ABS
@@ -76,6 +84,9 @@ FAILURE_COLS = [
     "last_efficacy",
     "last_specificity",
     "pre_specificity",
+    "first_eval",
+    "first_efficacy_top1",
+    "last_efficacy_top1",
 ]
 SIGNAL_COLS = ["run_id", "n_edits", *SIGNALS]
 THRESHOLD_COLS = ["setting_id", "label", "signal", "threshold", "n_quiet", "n_failing"]
@@ -141,7 +152,8 @@ def has_failed(efficacy: float, specificity: float, pre_specificity: float) -> b
 def failure_points(coll: Collection, wide: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """One row per run: its failure point (``failed_at``, edits; NaN when it never fails), which
     rule failed it (efficacy, specificity or both), and its last evaluation point's efficacy and
-    specificity beside the unedited model's specificity. ``wide``: :func:`_wide` of ``coll``, when the
+    specificity beside the unedited model's specificity, and top-1 efficacy at the first and the
+    last evaluation point (NaN where the run has none). ``wide``: :func:`_wide` of ``coll``, when the
     caller has it already."""
     wide = _wide(coll) if wide is None else wide
     rows = []
@@ -149,6 +161,7 @@ def failure_points(coll: Collection, wide: dict[str, pd.DataFrame] | None = None
         w = wide.get(str(run["run_id"]), pd.DataFrame())
         eff = w[EFFICACY] if EFFICACY in w else pd.Series(dtype=float)
         spec = w[SPECIFICITY] if SPECIFICITY in w else pd.Series(dtype=float)
+        top1 = w[EFFICACY_TOP1] if EFFICACY_TOP1 in w else pd.Series(dtype=float)
         pre = float(spec.get(0, math.nan)) if len(spec) else math.nan
         if math.isnan(pre):
             pre = float(run.get(f"pre/{SPECIFICITY}", math.nan))
@@ -159,7 +172,7 @@ def failure_points(coll: Collection, wide: dict[str, pd.DataFrame] | None = None
             if rules:
                 failed_at, failed_rules = float(n), " and ".join(rules)
                 break
-        last = points[-1] if points else math.nan
+        first, last = (points[0], points[-1]) if points else (math.nan, math.nan)
         rows.append(
             {
                 "run_id": run["run_id"],
@@ -172,6 +185,9 @@ def failure_points(coll: Collection, wide: dict[str, pd.DataFrame] | None = None
                 "last_efficacy": float(eff.get(last, math.nan)) if points else math.nan,
                 "last_specificity": float(spec.get(last, math.nan)) if points else math.nan,
                 "pre_specificity": pre,
+                "first_eval": float(first),
+                "first_efficacy_top1": float(top1.get(first, math.nan)) if points else math.nan,
+                "last_efficacy_top1": float(top1.get(last, math.nan)) if points else math.nan,
             }
         )
     return pd.DataFrame(rows, columns=FAILURE_COLS)
@@ -304,6 +320,14 @@ def _edits(x: float) -> str:
     return "–" if math.isnan(x) else str(int(x))
 
 
+def _top1(r: pd.Series) -> str:
+    """Top-1 efficacy at the first and the last evaluation point, ``70.00 (500) → 2.50 (3000)``."""
+    a, b = r["first_efficacy_top1"], r["last_efficacy_top1"]
+    if math.isnan(a) and math.isnan(b):
+        return "–"
+    return f"{_n(a)} ({_edits(r['first_eval'])}) → {_n(b)} ({_edits(r['last_eval'])})"
+
+
 def _thr(x: float) -> str:
     return "–" if math.isnan(x) else f"{x:.4g}"
 
@@ -317,19 +341,23 @@ def to_markdown(ew: EarlyWarning) -> str:
         "",
         f"A run has **failed** at an evaluation point when its efficacy is below {FAILURE_EFFICACY:g} % "
         f"or its specificity is {FAILURE_SPECIFICITY_DROP:g} points or more below the unedited model's "
-        '(docs/results.md, "Where editors fail: the protocol"); time to failure is the first such point.',
+        '(docs/results.md, "Where editors fail: the protocol"); time to failure is the first such point. '
+        "The line cannot see a collapse: both rules compare two probabilities, and a model that gives "
+        "neither object any probability answers them near chance (≈ 50 %) without crossing it; top-1 "
+        "efficacy (first → last evaluation) shows whether the edits still hold.",
         "",
         "### Failure per run",
         "",
         "| run | setting | seed | failed at (edits) | last evaluation (edits) | efficacy | specificity "
-        "| unedited specificity |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| unedited specificity | top-1 efficacy (first → last) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for _, r in f.iterrows():
         failed = "no" if math.isnan(r["failed_at"]) else f"{int(r['failed_at'])} ({r['failed_by']})"
         out.append(
             f"| `{r['run_id']}` | {r['label']} | {r['seed']} | {failed} | {_edits(r['last_eval'])} "
-            f"| {_n(r['last_efficacy'])} | {_n(r['last_specificity'])} | {_n(r['pre_specificity'])} |"
+            f"| {_n(r['last_efficacy'])} | {_n(r['last_specificity'])} | {_n(r['pre_specificity'])} "
+            f"| {_top1(r)} |"
         )
     out.append("")
     if not ew.any_failed:

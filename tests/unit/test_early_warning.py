@@ -26,6 +26,7 @@ def write(
     efficacy=lambda n: 90.0,
     specificity=lambda n: 80.0,
     norm=lambda n: 1.0,
+    top1=None,
 ) -> Path:
     """A finished MEMIT run: batches of 10 to 200 edits, evaluations every 50. ``he_pct(n)``: the
     mean |ΔHE| % after n edits, laid on two layers as +x and −x (the mean of magnitudes is x)."""
@@ -46,7 +47,11 @@ def write(
         return {"he/layer_0": HE0 * (1 + x), "he/layer_1": HE0 * (1 - x)}
 
     def quality(n: int) -> dict:
-        return {"efficacy": efficacy(n), "specificity": specificity(n)}
+        return {
+            "efficacy": efficacy(n),
+            "specificity": specificity(n),
+            **({"efficacy_top1": top1(n)} if top1 else {}),
+        }
 
     rows = [{"n_edits": 0, **PRE, "he/layer_0": HE0, "he/layer_1": HE0}]
     for n in range(BATCH, N + 1, BATCH):
@@ -139,6 +144,22 @@ def test_specificity_rule_fails_a_run_on_its_own(tmp_path: Path) -> None:
     assert _row(f, 0)["failed_at"] == 100 and _row(f, 0)["failed_by"] == ew.SPECIFICITY
     assert math.isnan(_row(f, 1)["failed_at"])  # 19.5 points below is not a failure
     assert ew.has_failed(49.9, 80.0, 80.0) and not ew.has_failed(50.0, 61.0, 80.0)
+
+
+def test_a_collapse_the_line_cannot_see_shows_in_top1(tmp_path: Path) -> None:
+    """Efficacy and specificity drift to ~55 % (a model near chance) and never cross the line; the
+    table puts top-1 efficacy at the first and the last evaluation beside them."""
+    write(tmp_path, 0, he_pct=quiet(1e-5), efficacy=lambda n: 95.0 - 0.2 * n, specificity=lambda n: 65.0,
+          top1=lambda n: 70.0 if n <= 50 else 2.5)  # fmt: skip
+    write(tmp_path, 1, he_pct=quiet(1e-5))  # no top-1 logged
+    res = ew.analyse(collect([tmp_path]))
+    r = _row(res.failures, 0)
+    assert math.isnan(r["failed_at"]) and r["last_efficacy"] == 55.0
+    assert (r["first_eval"], r["first_efficacy_top1"], r["last_efficacy_top1"]) == (50, 70.0, 2.5)
+    assert math.isnan(_row(res.failures, 1)["last_efficacy_top1"])
+    md = ew.to_markdown(res)
+    assert "| 70.00 (50) → 2.50 (200) |" in md and "| 80.00 | – |" in md
+    assert "cannot see a collapse" in md
 
 
 def test_calibration_without_a_failing_run_says_so(runs: Path) -> None:

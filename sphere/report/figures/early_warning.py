@@ -1,6 +1,7 @@
 """Figure (h): HE as an early warning. One panel per setting, its seeds overlaid (one colour each):
 the mean over edited layers of |ΔHE| after every batch on the left axis, efficacy at the evaluation
-points on the right, the failure line (efficacy 50 %), each run's failure point as a vertical line
+points on the right with top-1 efficacy beside it (where a collapse shows, which the failure line
+cannot see), the failure line (efficacy 50 %), each run's failure point as a vertical line
 and, with calibration seeds, the setting's |ΔHE| threshold and each run's first crossing of it
 (:mod:`sphere.report.early_warning`)."""
 
@@ -30,6 +31,7 @@ def make(ctx: Context, block: str) -> Figure | str:
     scale = 10.0**exp
     curves = ctx.coll.curves
     eff = curves[(curves["metric"] == ew_mod.EFFICACY) & curves["run_id"].isin(runs["run_id"])]
+    top1 = curves[(curves["metric"] == ew_mod.EFFICACY_TOP1) & curves["run_id"].isin(runs["run_id"])]
     failures = warning.failures.set_index("run_id")
     thresholds = warning.thresholds
     judgement = warning.judgement
@@ -44,6 +46,9 @@ def make(ctx: Context, block: str) -> Figure | str:
                     label=f"seed {run['seed']}")  # fmt: skip
             e = eff[(eff["run_id"] == rid) & (eff["n_edits_done"] > 0)].sort_values("n_edits_done")
             right.plot(e["n_edits_done"], e["value"], color=colour, linestyle=":", marker="o", markersize=3)
+            t1 = top1[(top1["run_id"] == rid) & (top1["n_edits_done"] > 0)].sort_values("n_edits_done")
+            right.plot(t1["n_edits_done"], t1["value"], color=colour, linestyle=":", marker="x", markersize=4,
+                       linewidth=0.8, alpha=0.7)  # fmt: skip
             failed = float(failures.loc[rid, "failed_at"]) if rid in failures.index else math.nan
             if not math.isnan(failed):
                 ax.axvline(failed, color=colour, linestyle="--", linewidth=1.0)
@@ -58,7 +63,7 @@ def make(ctx: Context, block: str) -> Figure | str:
             ax.axhline(float(t["threshold"].iloc[0]) / scale, color="grey", linestyle="-.", linewidth=0.9)
         right.axhline(ew_mod.FAILURE_EFFICACY, color="black", linewidth=0.6, alpha=0.5)
         right.set_ylim(-2, 102)
-        right.set_ylabel(axis_label(ew_mod.EFFICACY) + " (dotted)", fontsize=8)
+        right.set_ylabel(axis_label(ew_mod.EFFICACY) + " (dotted; ×: top-1)", fontsize=8)
         right.tick_params(labelsize=7)
         ax.set_title(label, fontsize=9)
         ax.set_ylabel(axis_label(ew_mod.SIGNAL_HE, exp), fontsize=8)
@@ -78,8 +83,9 @@ def make(ctx: Context, block: str) -> Figure | str:
     return Figure(
         "early_warning",
         "HE as an early warning",
-        "Solid: mean over edited layers of |ΔHE| % after every batch (left axis); dotted: efficacy at the "
-        f"evaluation points (right axis; the horizontal line is the failure line, {ew_mod.FAILURE_EFFICACY:g} %); "
+        "Solid: mean over edited layers of |ΔHE| % after every batch (left axis); dotted: efficacy (●) and "
+        "top-1 efficacy (×) at the evaluation points (right axis; the horizontal line is the failure line, "
+        f"{ew_mod.FAILURE_EFFICACY:g} %, which a collapse towards chance does not cross: top-1 shows it); "
         "dashed vertical: the run's failure point (efficacy below the line or specificity "
         f"{ew_mod.FAILURE_SPECIFICITY_DROP:g} points below the unedited model's)." + calibrated,
         save(ctx, fig, "early_warning", block),
