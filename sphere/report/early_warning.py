@@ -51,7 +51,7 @@ FAILURE_EFFICACY = 50.0  # efficacy below this (%) is a failure
 FAILURE_SPECIFICITY_DROP = 20.0  # specificity this many points or more below the unedited model's
 
 EFFICACY, SPECIFICITY = HEADLINE[0], HEADLINE[2]  # the two metrics the failure line reads
-EFFICACY_TOP1 = "efficacy_top1"  # shown beside the line, which cannot see a collapse
+EFFICACY_TOP1 = HEADLINE[3]  # top-1 efficacy, shown beside the line, which cannot see a collapse
 
 # The per-batch signals: key → how a table names it.
 SIGNAL_HE = HE_ABS
