@@ -29,6 +29,7 @@ from sphere.run.rundir import (
     REEVAL_DIR,
     SUMMARY_FILE,
     load_point,
+    read_metrics,
     resolve_points,
     split_per_layer,
     write_summary_text,
@@ -90,12 +91,7 @@ def merge_into_run(run_dir: Path, result: dict[str, Any]) -> None:
     from sphere.files import atomic_write_text
 
     rows_path, summary_path = run_dir / METRICS_FILE, run_dir / SUMMARY_FILE
-    rows = []
-    for line in rows_path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
+    rows = read_metrics(rows_path)[0]  # a line cut by a kill is dropped when the file is rewritten
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
     for point in result["points"]:
         n, metrics = point["n_edits"], {k: v for k, v in point.items() if k != "n_edits"}

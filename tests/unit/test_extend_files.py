@@ -66,9 +66,8 @@ def test_the_shorter_run_is_kept_and_the_directory_continues_as_the_longer_one(t
         state["progress"]["n_edits"] == 4 and (state["weights"]["1"] == torch.arange(4.0).reshape(2, 2)).all()
     )
 
-    start_extension(
-        out, read_progress(out / "checkpoint")
-    )  # again, as after a kill before the new config.yaml was written
+    # again, as after a kill before the new config.yaml was written
+    start_extension(out, read_progress(out / "checkpoint"))
     assert {p.name: p.read_text() for p in archive.iterdir()} == originals  # never overwritten
     assert [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()] == rows
     assert load_checkpoint(out / "checkpoint")["progress"]["extended_from"] == [4]  # type: ignore[index]

@@ -5,12 +5,11 @@ other modules of this package."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from sphere.evaluation.catalogue import headline
 from sphere.report.figures.style import axis_label, edits_axis, scale_exponent
-from sphere.run.rundir import METRICS_FILE
+from sphere.run.rundir import METRICS_FILE, read_metrics
 
 
 def plot_run(run_dir: str | Path) -> list[Path]:
@@ -21,7 +20,7 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     run_dir = Path(run_dir)
-    rows = [json.loads(x) for x in (run_dir / METRICS_FILE).read_text().splitlines() if x.strip()]
+    rows = read_metrics(run_dir / METRICS_FILE)[0]  # a line cut by an earlier kill is not fatal here
     written = []
     # Edit quality: rows that carry evaluated metrics (pre, scheduled, final).
     evals = [r for r in rows if any(m in r for m in headline())]
