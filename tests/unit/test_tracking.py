@@ -182,6 +182,12 @@ def test_an_offline_wandb_run_holds_the_images_and_the_artifact(tmp_path, monkey
     tracker.log_images([tmp_path / "metrics_vs_edits.png"])
     tracker.log_artifact("run", [tmp_path / "summary.json"])
     tracker.finish()
+    # run.finish() only *informs* wandb-core that the run is done; the core closes the run's stream,
+    # and flushes its transaction log, afterwards (CI once read the 7-byte header alone). A run's
+    # process gets that flush from wandb's atexit teardown; the test asks for it explicitly.
+    import wandb
+
+    wandb.teardown()
     assert run_dir.name.startswith("offline-run-")
     images = list((run_dir / "files" / "media" / "images").glob("figures/metrics_vs_edits_*.png"))
     assert images, sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*"))
