@@ -160,7 +160,7 @@ def test_figures_are_logged_as_images_and_small_files_as_an_artifact(tmp_path, m
 def test_an_offline_wandb_run_holds_the_images_and_the_artifact(tmp_path, monkeypatch):
     """wandb itself (WANDB_MODE=offline, nothing leaves the machine): the offline run directory
     holds the logged figure and the artifact's manifest."""
-    pytest.importorskip("wandb")
+    wandb = pytest.importorskip("wandb")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -185,8 +185,6 @@ def test_an_offline_wandb_run_holds_the_images_and_the_artifact(tmp_path, monkey
     # run.finish() only *informs* wandb-core that the run is done; the core closes the run's stream,
     # and flushes its transaction log, afterwards (CI once read the 7-byte header alone). A run's
     # process gets that flush from wandb's atexit teardown; the test asks for it explicitly.
-    import wandb
-
     wandb.teardown()
     assert run_dir.name.startswith("offline-run-")
     images = list((run_dir / "files" / "media" / "images").glob("figures/metrics_vs_edits_*.png"))
